@@ -1,0 +1,64 @@
+# Pagoda build. `make` builds build/pagoda and build/libpagoda.a; `make test` runs the test suite;
+# `make test-asan` runs it again under AddressSanitizer + UndefinedBehaviorSanitizer.
+#
+# Baseline ISA is x86-64-v3 (AVX2, FMA, F16C). Files named *_avx512.c are compiled for AVX-512
+# (with VNNI and BF16) and only called after a run-time CPU check (src/core/cpu.h).
+CC       ?= cc
+BUILD    ?= build
+OPT      ?= -O2
+SAN      ?=
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g $(OPT) $(SAN) \
+              -march=x86-64-v3 -Iinclude -Isrc -pthread
+AVX512_FLAGS = -march=x86-64-v4 -mavx512vnni -mavx512bf16 -mavx512vbmi
+LIBS     = -lpcre2-8 -lutf8proc -lm -pthread
+
+LIB_SRCS  := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
+CLI_SRCS  := $(shell find src/cli -name '*.c' | sort)
+TEST_SRCS := $(shell find tests -maxdepth 1 -name 'test_*.c' | sort)
+TEST_HELPERS := $(shell find tests -maxdepth 1 -name 'testlib*.c' | sort)
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+TEST_HELPER_OBJS := $(TEST_HELPERS:%.c=$(BUILD)/%.o)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test test-asan clean fuzz
+all: $(BUILD)/pagoda
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -MMD -MP -c $< -o $@
+
+$(BUILD)/libpagoda.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/pagoda: $(CLI_OBJS) $(BUILD)/libpagoda.a
+	$(CC) $(CFLAGS_BASE) -o $@ $(CLI_OBJS) $(BUILD)/libpagoda.a $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_HELPER_OBJS) $(BUILD)/libpagoda.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Itests -MMD -MP -o $@ $< $(TEST_HELPER_OBJS) $(BUILD)/libpagoda.a $(LIBS)
+
+# Runs every tests/test_* binary plus the CLI tests; prints "N passed, N failed".
+test: $(BUILD)/pagoda $(TEST_BINS)
+	BUILD=$(BUILD) ./tests/run_tests.sh
+
+test-asan:
+	$(MAKE) test BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+# libFuzzer targets (clang). `make fuzz` builds them; run e.g. build-fuzz/fuzz_gguf -max_total_time=60
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" $(BUILD)/../build-fuzz/libpagoda.a
+	@mkdir -p build-fuzz/fuzz
+	for f in fuzz/fuzz_*.c; do clang -std=c11 -D_GNU_SOURCE -g -O1 -march=x86-64-v3 -Iinclude -Isrc \
+	  -fsanitize=fuzzer,address,undefined $$f build-fuzz/libpagoda.a $(LIBS) -o build-fuzz/fuzz/$$(basename $$f .c) || exit 1; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_BINS:=.d)
