@@ -1,8 +1,9 @@
 /* kernels/ref/quant_common.h - private helpers shared by dequant*.c and quantize*.c: block sizes
- * in bytes and unaligned little-endian reads/writes. Not part of any public API. */
+ * in bytes, unaligned little-endian reads/writes, small scale helpers. Not part of any public API. */
 #ifndef PAGODA_KERNELS_REF_QUANT_COMMON_H
 #define PAGODA_KERNELS_REF_QUANT_COMMON_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -42,5 +43,17 @@ static inline float write_f16(uint8_t *p, float f) {
 }
 
 static inline void write_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* The element of largest magnitude, with its sign; the first one wins a tie; 0 if all are 0. */
+static inline float signed_absmax(const float *x, int n) {
+    float best = 0.0f, best_abs = 0.0f;
+    for (int i = 0; i < n; i++) {
+        if (fabsf(x[i]) > best_abs) {
+            best_abs = fabsf(x[i]);
+            best = x[i];
+        }
+    }
+    return best;
+}
 
 #endif
