@@ -9,7 +9,8 @@
 
 #include "core/dtype.h" /* defines: fp16_to_fp32, fp32_to_fp16 */
 
-/* Bytes per block; must agree with the dtype table in core/dtype.c (tests/test_dequant.c checks). */
+/* Bytes per block; must agree with the dtype table in core/dtype.c (a wrong value misaligns
+ * every block after the first of the multi-block fixtures in tests/test_dequant.c). */
 enum {
     Q4_0_BLOCK_BYTES = 18,
     Q4_1_BLOCK_BYTES = 20,

@@ -2,8 +2,8 @@
  *
  * Block layouts are documented in kernels/ref/dequant.h; dequant_row() inverts these.
  *
- * Plain and legacy types reproduce gguf-py / ggml's reference quantizers byte for byte
- * (tests/test_quantize.c checks against gguf-py):
+ * Plain and legacy types reproduce gguf-py's quantizers byte for byte (which in turn follow
+ * ggml's reference quantize_row_*_ref); tests/test_quantize.c checks against gguf-py:
  *   F32, F16, BF16   conversion with round-to-nearest-even (BF16 keeps NaNs quiet).
  *   Q8_0   d = amax / 127,  q = roundf(x / d)            (round half away from zero)
  *   Q4_0   d = max / -8,    q = trunc(x / d + 8.5),  q in 0..15
@@ -26,7 +26,8 @@
  *          sc = round(scale / d); then q = round(x / (d*sc)) clamped to the code range.
  *
  * Inputs to the block types must be finite: a NaN or infinity yields unspecified codes (never
- * undefined behaviour).
+ * undefined behaviour). Scales are stored as f16, so a block whose scale would exceed 65504
+ * (e.g. Q8_0 with max |x| above about 8e6) saturates; weights and activations are far smaller.
  */
 #ifndef PAGODA_KERNELS_REF_QUANTIZE_H
 #define PAGODA_KERNELS_REF_QUANTIZE_H
