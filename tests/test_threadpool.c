@@ -90,7 +90,7 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Up to n_fast back-to-back runs (at least 100, then stopping once budget_s has passed), then n_slow
+/* Up to n_fast back-to-back runs (at least 30, then stopping once budget_s has passed), then n_slow
  * runs separated by a pause long enough for the workers to stop spinning and wait on the condition
  * variable. */
 static void test_runs(int n_threads, int n_fast, double budget_s, int n_slow, long pause_us) {
@@ -109,7 +109,7 @@ static void test_runs(int n_threads, int n_fast, double budget_s, int n_slow, lo
         c.run_id = ++n_runs;
         threadpool_run(pool, run_fn, &c);
         for (int i = 0; i < n_threads; i++) n_stale += c.slot[i] != c.run_id;
-        if (r >= 100 && (r & 63) == 0 && now_s() - start > budget_s) break;
+        if (r >= 30 && (r & 15) == 0 && now_s() - start > budget_s) break;
     }
     double fast_s = now_s() - start;
     for (int r = 0; r < n_slow; r++) {
@@ -175,9 +175,9 @@ static void test_init_free(void) {
 int main(void) {
     test_split();
     /* The machine may have fewer cores than threads (or be busy); spinning workers then get
-     * preempted and a run can take a millisecond, so each thread count gets a time budget of 0.15 s
-     * (and at least 100 runs) besides its 10000-run cap. */
-    for (int n = 1; n <= MAX_THREADS; n++) test_runs(n, 10000, 0.15, 10, 3000);
+     * preempted and a run can take milliseconds, so each thread count gets a time budget of 0.1 s
+     * (and at least 30 runs) besides its 10000-run cap. */
+    for (int n = 1; n <= MAX_THREADS; n++) test_runs(n, 10000, 0.1, 10, 3000);
     test_init_free();
     return test_finish();
 }
