@@ -17,7 +17,8 @@ string is hex-encoded UTF-8 ("-" for the empty string) so no quoting is needed:
   header <version> <n_kv> <n_tensors> <alignment> <data_offset> <file_bytes>
   kv <key> <type> <value>                       scalar: integers decimal, bool 0/1, floats as
                                                 Python repr of the exact double, strings hex
-  arr <key> <elem_type> <n> full <v0> <v1> ...  arrays of at most 64 elements, values as above
+  arr <key> <elem_type> <n> full <v0> <v1> ...  arrays of at most 64 elements (any length in the
+                                                synthetic files), values as above
   arr <key> <elem_type> <n> hash <fnv1a64>      longer arrays: FNV-1a 64 over the raw little-endian
                                                 elements, or over (u64 length + bytes) per string
   tensor <name> <type> <n_dims> <ne0..> <offset> <n_bytes> <fnv1a64-of-data> [<data-hex>]
@@ -85,7 +86,7 @@ def describe(path, relpath, with_data):
             continue
         et = f.types[-1]
         elems = [f.parts[i].tobytes() for i in f.data]
-        if len(elems) <= 64:
+        if len(elems) <= 64 or with_data:
             vals = " ".join(fmt_value(et, e) for e in elems)
             lines.append(("arr %s %d %d full %s" % (hx(f.name), int(et), len(elems), vals)).rstrip())
         else:
