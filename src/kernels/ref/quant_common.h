@@ -1,14 +1,16 @@
 /* kernels/ref/quant_common.h - private helpers shared by dequant*.c and quantize*.c: block sizes
- * in bytes and unaligned little-endian reads/writes. Not part of any public API. */
+ * in bytes, unaligned little-endian reads/writes, small scale helpers. Not part of any public API. */
 #ifndef PAGODA_KERNELS_REF_QUANT_COMMON_H
 #define PAGODA_KERNELS_REF_QUANT_COMMON_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/dtype.h" /* defines: fp16_to_fp32, fp32_to_fp16 */
 
-/* Bytes per block; must agree with the dtype table in core/dtype.c (tests/test_dequant.c checks). */
+/* Bytes per block; must agree with the dtype table in core/dtype.c (a wrong value misaligns
+ * every block after the first of the multi-block fixtures in tests/test_dequant.c). */
 enum {
     Q4_0_BLOCK_BYTES = 18,
     Q4_1_BLOCK_BYTES = 20,
@@ -42,5 +44,17 @@ static inline float write_f16(uint8_t *p, float f) {
 }
 
 static inline void write_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* The element of largest magnitude, with its sign; the first one wins a tie; 0 if all are 0. */
+static inline float signed_absmax(const float *x, int n) {
+    float best = 0.0f, best_abs = 0.0f;
+    for (int i = 0; i < n; i++) {
+        if (fabsf(x[i]) > best_abs) {
+            best_abs = fabsf(x[i]);
+            best = x[i];
+        }
+    }
+    return best;
+}
 
 #endif

@@ -1,0 +1,107 @@
+/* backend/cpu/cpu_backend.c - the CPU backend's table of ops, its thread pool and scratch.
+ * The heavy ops live in cpu_matmul.c and cpu_attention.c; the element-wise ones are here. */
+#include "backend/cpu/cpu_backend.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend/cpu/cpu_internal.h"
+#include "core/error.h"          /* defines: error_set */
+#include "kernels/ref/dequant.h" /* defines: dequant_row */
+
+static void cpu_get_rows(backend *be, const backend_matrix *w, const int32_t *ids, int64_t n_ids, float *out) {
+    for (int64_t i = 0; i < n_ids; i++)
+        dequant_row(w->type, (const uint8_t *)w->data + (size_t)ids[i] * w->row_bytes, out + i * w->n_cols,
+                    w->n_cols);
+}
+
+static void cpu_rmsnorm(backend *be, const float *x, const float *weight, float *y, int64_t n_tokens,
+                        int64_t dim, float eps) {
+    for (int64_t t = 0; t < n_tokens; t++) {
+        const float *xt = x + t * dim;
+        float *yt = y + t * dim;
+        float scale = 1.0f / sqrtf(cpu_dot(xt, xt, dim) / (float)dim + eps);
+        for (int64_t i = 0; i < dim; i++) yt[i] = xt[i] * scale * weight[i];
+    }
+}
+
+static void cpu_rope(backend *be, float *x, const int32_t *pos, int64_t n_tokens, int n_heads, int head_dim,
+                     const rope_params *rope) {
+    int half = rope->n_rot / 2;
+    for (int64_t t = 0; t < n_tokens; t++) {
+        for (int i = 0; i < half; i++) {
+            float angle = (float)pos[t] * rope->inv_freq[i];
+            float c = cosf(angle), s = sinf(angle);
+            int a = rope->style == ROPE_STYLE_NEOX ? i : 2 * i;
+            int b = rope->style == ROPE_STYLE_NEOX ? i + half : 2 * i + 1;
+            for (int h = 0; h < n_heads; h++) {
+                float *v = x + ((size_t)t * n_heads + h) * head_dim;
+                float x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * s;
+                v[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+static void cpu_swiglu(backend *be, float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static void cpu_add(backend *be, float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static int cpu_n_threads(const backend *be) { return threadpool_n_threads(((const cpu_backend *)be)->pool); }
+
+static void cpu_free(backend *be) {
+    cpu_backend *cpu = (cpu_backend *)be;
+    if (!cpu) return;
+    if (cpu->scratch)
+        for (int i = 0; i < threadpool_n_threads(cpu->pool); i++) free(cpu->scratch[i]);
+    free(cpu->scratch);
+    threadpool_free(cpu->pool);
+    free(cpu);
+}
+
+pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, backend **out) {
+    *out = NULL;
+    if (max_cols <= 0) return error_set(PAGODA_ERR_INVALID_ARGUMENT, "cpu backend: max_cols must be positive");
+    cpu_backend *cpu = calloc(1, sizeof *cpu);
+    if (!cpu) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the CPU backend");
+    pagoda_status st = threadpool_init(n_threads, &cpu->pool);
+    if (st) {
+        free(cpu);
+        return st;
+    }
+    cpu->base = (backend){
+        .name = "cpu",
+        .matmul = cpu_matmul,
+        .get_rows = cpu_get_rows,
+        .rmsnorm = cpu_rmsnorm,
+        .rope = cpu_rope,
+        .attention = cpu_attention,
+        .swiglu = cpu_swiglu,
+        .add = cpu_add,
+        .n_threads = cpu_n_threads,
+        .free = cpu_free,
+    };
+    cpu->max_cols = max_cols;
+    int64_t rows = CPU_MATMUL_CHUNK_BYTES / ((int64_t)sizeof(float) * max_cols);
+    rows -= rows % CPU_MATMUL_ROW_TILE;
+    if (rows < CPU_MATMUL_ROW_TILE) rows = CPU_MATMUL_ROW_TILE;
+    if (rows > 4096) rows = 4096;
+    cpu->chunk_rows = rows;
+    int n = threadpool_n_threads(cpu->pool);
+    cpu->scratch = calloc((size_t)n, sizeof *cpu->scratch);
+    for (int i = 0; cpu->scratch && i < n; i++) {
+        cpu->scratch[i] = malloc((size_t)(rows * max_cols) * sizeof(float));
+        if (!cpu->scratch[i]) break;
+    }
+    if (!cpu->scratch || !cpu->scratch[n - 1]) {
+        cpu_free(&cpu->base);
+        return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the CPU backend's scratch");
+    }
+    *out = &cpu->base;
+    return PAGODA_OK;
+}

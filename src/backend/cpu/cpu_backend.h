@@ -1,0 +1,12 @@
+/* backend/cpu/cpu_backend.h - the CPU backend: AVX2 (AVX-512 where present) kernels over a thread pool. */
+#ifndef PAGODA_BACKEND_CPU_H
+#define PAGODA_BACKEND_CPU_H
+
+#include "backend/backend.h" /* defines: backend */
+
+/* n_threads <= 0: one per CPU. max_cols: the longest weight row any matmul will see (sizes the
+ * per-thread dequantization scratch, allocated once here). Errors: PAGODA_ERR_OUT_OF_MEMORY,
+ * PAGODA_ERR_INVALID_ARGUMENT. */
+pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, backend **out);
+
+#endif

@@ -1,0 +1,48 @@
+/* backend/cpu/cpu_internal.h - state shared by the CPU backend's files, and AVX2 helpers. */
+#ifndef PAGODA_BACKEND_CPU_INTERNAL_H
+#define PAGODA_BACKEND_CPU_INTERNAL_H
+
+#include <immintrin.h>
+
+#include "backend/backend.h"  /* defines: backend, backend_matrix */
+#include "core/threadpool.h"  /* defines: threadpool */
+
+enum {
+    CPU_MATMUL_ROW_TILE = 4,        /* rows per micro-kernel */
+    CPU_MATMUL_CHUNK_BYTES = 1 << 18 /* dequantized rows kept hot per thread */
+};
+
+typedef struct cpu_backend {
+    backend base;           /* must be first: backend* <-> cpu_backend* */
+    threadpool *pool;
+    int64_t max_cols;
+    int64_t chunk_rows;     /* rows dequantized at once: fits CPU_MATMUL_CHUNK_BYTES, multiple of the tile */
+    float **scratch;        /* [n_threads][chunk_rows * max_cols] dequantized rows */
+} cpu_backend;
+
+void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens);
+void cpu_attention(backend *be, const backend_attention_args *args);
+
+/* Sum of the 8 lanes. */
+static inline float cpu_hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+/* Dot product of two float vectors of length n. */
+static inline float cpu_dot(const float *a, const float *b, int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float sum = cpu_hsum256(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+#endif
