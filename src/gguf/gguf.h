@@ -171,6 +171,9 @@ pagoda_status gguf_writer_set_u16(gguf_writer *w, const char *key, uint16_t valu
 pagoda_status gguf_writer_set_i16(gguf_writer *w, const char *key, int16_t value);
 pagoda_status gguf_writer_set_i64(gguf_writer *w, const char *key, int64_t value);
 pagoda_status gguf_writer_set_f64(gguf_writer *w, const char *key, double value);
+/* Copies a metadata pair read by the reader (any type, strings with embedded NULs, arrays of
+ * fixed-size types or strings; nested arrays give PAGODA_ERR_UNSUPPORTED). */
+pagoda_status gguf_writer_set_kv(gguf_writer *w, const gguf_kv *kv);
 /* Produces rows [row0, row0 + n_rows) of tensor `name` into `dst` (n_bytes = n_rows * the
  * bytes of one row of ne[0] elements in the tensor's type). Called in row order, from inside
  * gguf_writer_write(), in chunks of a few MiB. Returns PAGODA_OK or an error (with error_set). */

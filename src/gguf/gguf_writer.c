@@ -237,6 +237,56 @@ pagoda_status gguf_writer_set_str_array(gguf_writer *w, const char *key,
     return set_kv(w, key, GGUF_TYPE_ARRAY, payload, total);
 }
 
+pagoda_status gguf_writer_set_kv(gguf_writer *w, const gguf_kv *kv) {
+    char *key = kv ? strndup(kv->key.data, kv->key.len) : NULL;
+    if (!key) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "gguf writer: out of memory");
+    pagoda_status st;
+    size_t elem = value_type_bytes(kv->type);
+    if (elem) { /* re-encode the decoded scalar */
+        uint64_t bits = kv->value.u64;
+        if (kv->type == GGUF_TYPE_FLOAT32) {
+            float f = (float)kv->value.f64;
+            uint32_t b32;
+            memcpy(&b32, &f, 4);
+            bits = b32;
+        }
+        st = set_scalar(w, key, kv->type, bits); /* integers: the low bytes of u64/i64 */
+    } else if (kv->type == GGUF_TYPE_STRING) {
+        uint8_t *payload = malloc(8 + kv->value.str.len);
+        if (!payload) {
+            free(key);
+            return error_set(PAGODA_ERR_OUT_OF_MEMORY, "gguf writer: out of memory");
+        }
+        put_le(payload, kv->value.str.len, 8);
+        memcpy(payload + 8, kv->value.str.data, kv->value.str.len);
+        st = set_kv(w, key, GGUF_TYPE_STRING, payload, 8 + kv->value.str.len);
+    } else if (kv->type == GGUF_TYPE_ARRAY && value_type_bytes(kv->array_type)) {
+        st = gguf_writer_set_array(w, key, kv->array_type, kv->array_data, kv->array_len);
+    } else if (kv->type == GGUF_TYPE_ARRAY && kv->array_type == GGUF_TYPE_STRING &&
+               kv->array_strings) {
+        size_t total = 12;
+        for (uint64_t i = 0; i < kv->array_len; i++) total += 8 + kv->array_strings[i].len;
+        uint8_t *payload = malloc(total);
+        if (!payload) {
+            free(key);
+            return error_set(PAGODA_ERR_OUT_OF_MEMORY, "gguf writer: out of memory");
+        }
+        put_le(payload, GGUF_TYPE_STRING, 4);
+        put_le(payload + 4, kv->array_len, 8);
+        size_t pos = 12;
+        for (uint64_t i = 0; i < kv->array_len; i++) {
+            put_le(payload + pos, kv->array_strings[i].len, 8);
+            memcpy(payload + pos + 8, kv->array_strings[i].data, kv->array_strings[i].len);
+            pos += 8 + kv->array_strings[i].len;
+        }
+        st = set_kv(w, key, GGUF_TYPE_ARRAY, payload, total);
+    } else {
+        st = error_set(PAGODA_ERR_UNSUPPORTED, "gguf writer: cannot copy '%s' (a nested array)", key);
+    }
+    free(key);
+    return st;
+}
+
 /* Validates a tensor description and fills in its sizes. */
 static pagoda_status add_tensor(gguf_writer *w, writer_tensor *t, const char *name,
                                 uint32_t type, uint32_t n_dims, const int64_t *ne) {
