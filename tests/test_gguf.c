@@ -8,6 +8,9 @@
  *      byte-for-byte identical to GGUFWriter's (same layout, padding and offsets).
  *   3. shared.expect describes /work/shared/models/ and tokenizer-tests/ (every .gguf) (via
  *      gguf-py's reader); checked when the shared folder exists.
+ *   4. gen_<shape>.expect: what `pagoda gen-model` must write for the toy shapes, from a numpy
+ *      re-implementation of gen_model.h's specification written out by GGUFWriter. The files
+ *      must also load and run (finite logits) in the model code.
  * Writer features gguf-py cannot express (empty arrays, replaced keys, fill callbacks, alignment 1,
  * failures that must leave no file behind) are checked against values computed here by formula.
  */
@@ -19,9 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/dtype.h" /* defines: DTYPE_*, dtype_row_bytes */
-#include "gguf/gguf.h"  /* defines: gguf_open, gguf_writer_*, gguf_kv, gguf_tensor */
-#include "pagoda.h"     /* defines: pagoda_last_error, PAGODA_ERR_* */
+#include "backend/cpu/cpu_backend.h" /* defines: cpu_backend_init */
+#include "core/dtype.h"              /* defines: DTYPE_*, dtype_row_bytes */
+#include "gguf/gguf.h"               /* defines: gguf_open, gguf_writer_*, gguf_kv, gguf_tensor */
+#include "model/gen_model.h"         /* defines: gen_model_write, gen_model_find_shape */
+#include "model/model.h"             /* defines: model_load_gguf, model_context_init, model_eval */
+#include "pagoda.h"                  /* defines: pagoda_last_error, PAGODA_ERR_* */
 #include "testlib.h"
 
 #define FIXTURE_DIR "tests/fixtures/gguf"
@@ -572,6 +578,48 @@ static void test_writer_features(const char *dir) {
     gguf_close(g);
 }
 
+/* ---- 4. gen-model against its independent re-implementation ------------------------------ */
+
+static void test_gen_model(const char *dir) {
+    static const struct { const char *shape; uint64_t seed; } cases[] = {
+        {"tiny", 1}, {"tiny-llama3", 2}, {"tiny-qwen2", 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const gen_model_shape *shape = gen_model_find_shape(cases[i].shape);
+        CHECK_MSG(shape != NULL, "shape %s", cases[i].shape);
+        if (!shape) continue;
+        gen_model_options opt = {.shape = *shape, .type = DTYPE_F32, .seed = cases[i].seed};
+        char path[512];
+        snprintf(path, sizeof path, "%s/gen_%s.gguf", dir, cases[i].shape);
+        pagoda_status st = gen_model_write(&opt, path);
+        CHECK_MSG(st == PAGODA_OK, "%s: %s", cases[i].shape, pagoda_last_error());
+        snprintf(path, sizeof path, FIXTURE_DIR "/gen_%s.expect", cases[i].shape);
+        CHECK_MSG(check_expect(path, dir) == 1, "%s: not checked", path);
+
+        /* the model code loads it and a forward pass gives finite logits */
+        snprintf(path, sizeof path, "%s/gen_%s.gguf", dir, cases[i].shape);
+        gguf_file *g = NULL;
+        model *m = NULL;
+        backend *be = NULL;
+        model_context *ctx = NULL;
+        const float *logits = NULL;
+        const int32_t prompt[3] = {510, 72, 101};
+        st = gguf_open(path, &g);
+        if (!st) st = model_load_gguf(g, &m);
+        if (st) gguf_close(g);
+        if (!st) st = cpu_backend_init(1, m->hp.n_ff, &be);
+        if (!st) st = model_context_init(m, be, 64, 4, &ctx);
+        if (!st) st = model_eval(ctx, prompt, 3, false, &logits);
+        CHECK_MSG(st == PAGODA_OK, "%s: %s", path, pagoda_last_error());
+        int n_bad = 0;
+        for (int32_t v = 0; logits && v < m->hp.n_vocab; v++) n_bad += !(logits[v] == logits[v] &&
+                                                                        logits[v] < 1e30f && logits[v] > -1e30f);
+        CHECK_MSG(logits && n_bad == 0, "%s: %d non-finite logits", path, n_bad);
+        model_context_free(ctx);
+        if (be) be->free(be);
+        model_free(m);
+    }
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static void remove_tree(const char *dir) {
@@ -601,6 +649,7 @@ int main(void) {
     test_writer_matches_gguf_py(dir, "align64");
     test_writer_matches_gguf_py(dir, "tiny");
     test_writer_features(dir);
+    test_gen_model(dir);
 
     const char *shared = test_shared_dir();
     if (shared) {

@@ -8,6 +8,11 @@ Writes into tests/fixtures/gguf/:
   v2.gguf            all_types.gguf with the version field patched to 2 (same layout on LE files)
   tiny.gguf          a minimal file (2 kv, 1 tensor): a small seed for the fuzzer
   <name>.expect      what a correct reader must see in <name>.gguf (format below)
+  gen_<shape>.expect what `pagoda gen-model --shape <shape> --type F32 --seed S` must write for
+                     the toy shapes: this script re-implements gen_model.c's specification
+                     (metadata, synthetic tokenizer, tensor list, splitmix64 + Irwin-Hall weights,
+                     llama3 rope factors) in numpy, writes it with GGUFWriter to a temporary file
+                     and describes that file (tensor data as hashes)
   shared.expect      the same for /work/shared/models/*.gguf and /work/shared/tokenizer-tests/*.gguf,
                      extracted with gguf.GGUFReader (paths are relative to the shared folder)
 
@@ -160,6 +165,150 @@ def write(path, build):
     w.close()
 
 
+# ---- gen-model reference (an independent re-implementation of src/model/gen_model.c's spec) ----
+
+GEN_SHAPES = {  # name: (arch, pre, vocab, ctx, embd, layers, heads, kv heads, head_dim, ffn,
+                #        rope base, rms eps, tied, qkv bias, llama3 rope (factor, low, high, orig))
+    "tiny": ("llama", "default", 512, 512, 256, 2, 4, 2, 64, 512, 10000.0, 1e-5, False, False, None),
+    "tiny-llama3": ("llama", "llama-bpe", 512, 2048, 256, 2, 4, 2, 64, 512, 500000.0, 1e-5, True,
+                    False, (32.0, 1.0, 4.0, 8192)),
+    "tiny-qwen2": ("qwen2", "qwen2", 512, 512, 256, 2, 4, 2, 64, 512, 1000000.0, 1e-6, True, True, None),
+}
+GEN_SEEDS = {"tiny": 1, "tiny-llama3": 2, "tiny-qwen2": 3}
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix64(z):
+    """splitmix64's output function on a numpy uint64 array (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def gen_rows(seed, tensor, n_rows, n):
+    """[n_rows, n] float32 N(0,1)-ish values: row r's stream starts at
+    mix(seed ^ K*(tensor+1) + golden) ^ r; element i is the Irwin-Hall(4) sum of the 16-bit
+    quarters of mix(state + (i+1)*golden), centred and scaled by sqrt(3)/65536 in f32."""
+    with np.errstate(over="ignore"):
+        s0 = (seed ^ ((0xD1B54A32D192ED03 * (tensor + 1)) & M64)) & M64
+        s1 = int(mix64(np.array([(s0 + GOLDEN) & M64], dtype=np.uint64))[0])
+        state = np.uint64(s1) ^ np.arange(n_rows, dtype=np.uint64)
+        steps = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(GOLDEN)
+        z = mix64(state[:, None] + steps[None, :])
+    m = np.uint64(0xFFFF)
+    total = (z & m) + ((z >> np.uint64(16)) & m) + ((z >> np.uint64(32)) & m) + (z >> np.uint64(48))
+    scale = np.float32(np.float32(1.7320508) / np.float32(65536.0))
+    return (total.astype(np.float32) - np.float32(131071.0)) * scale
+
+
+def gpt2_byte_char(b):
+    printable = lambda c: 33 <= c <= 126 or 161 <= c <= 172 or c >= 174  # noqa: E731
+    if printable(b):
+        return chr(b)
+    return chr(256 + sum(1 for c in range(b) if not printable(c)))
+
+
+def synth_vocab(n):
+    first = [ord(c) for c in " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]
+    order = first + [b for b in range(256) if b not in first]
+    tokens = [gpt2_byte_char(b) for b in range(256)]
+    queue, merges, head = list(order), [], 0
+    while len(tokens) < n - 2:
+        prefix = tokens[queue[head]]
+        head += 1
+        for b in order:
+            if len(tokens) >= n - 2:
+                break
+            merges.append(prefix + " " + gpt2_byte_char(b))
+            queue.append(len(tokens))
+            tokens.append(prefix + gpt2_byte_char(b))
+    tokens += ["<|begin_of_text|>", "<|end_of_text|>"]
+    types = [1] * (n - 2) + [3, 3]
+    return tokens, types, merges
+
+
+def llama3_rope_factors(base, head_dim, factor, low, high, orig):
+    import math
+    out = []
+    for i in range(head_dim // 2):
+        freq = 1.0 / math.pow(base, (2 * i) / head_dim)
+        wavelen = 2.0 * math.pi / freq
+        if wavelen < orig / high:
+            out.append(1.0)
+        elif wavelen > orig / low:
+            out.append(factor)
+        else:
+            smooth = (orig / wavelen - low) / (high - low)
+            out.append(1.0 / ((1.0 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def gen_reference(path, name, seed):
+    (arch, pre, n_vocab, n_ctx, n_embd, n_layer, n_head, n_kv, hd, n_ff, base, eps, tied, bias,
+     llama3) = GEN_SHAPES[name]
+    w = gguf.GGUFWriter(path, arch=arch)
+    w.add_string("general.name", "%s (random weights, seed %d)" % (name, seed))
+    for key, v in (("context_length", n_ctx), ("embedding_length", n_embd),
+                   ("feed_forward_length", n_ff), ("block_count", n_layer),
+                   ("attention.head_count", n_head), ("attention.head_count_kv", n_kv)):
+        w.add_uint32(arch + "." + key, v)
+    w.add_float32(arch + ".rope.freq_base", base)
+    w.add_float32(arch + ".attention.layer_norm_rms_epsilon", eps)
+    assert n_head * hd == n_embd
+    w.add_uint32("general.file_type", 0)
+    if arch == "llama":
+        w.add_uint32("llama.vocab_size", n_vocab)
+        w.add_uint32("llama.rope.dimension_count", hd)
+    w.add_uint32("general.quantization_version", 2)
+    tokens, types, merges = synth_vocab(n_vocab)
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", pre)
+    w.add_key_value("tokenizer.ggml.tokens", tokens, VT.ARRAY, VT.STRING)
+    w.add_key_value("tokenizer.ggml.token_type", types, VT.ARRAY, VT.INT32)
+    w.add_key_value("tokenizer.ggml.merges", merges, VT.ARRAY, VT.STRING)
+    w.add_uint32("tokenizer.ggml.bos_token_id", n_vocab - 2)
+    w.add_uint32("tokenizer.ggml.eos_token_id", n_vocab - 1)
+    w.add_bool("tokenizer.ggml.add_bos_token", arch != "qwen2")
+
+    tensors = []  # (name, kind, ne0, ne1)
+    if llama3:
+        tensors.append(("rope_freqs.weight", "rope", hd // 2, 1))
+    tensors.append(("token_embd.weight", "matrix", n_embd, n_vocab))
+    for l in range(n_layer):
+        b = "blk.%d." % l
+        tensors += [(b + "attn_norm.weight", "norm", n_embd, 1),
+                    (b + "attn_q.weight", "matrix", n_embd, n_head * hd),
+                    (b + "attn_k.weight", "matrix", n_embd, n_kv * hd),
+                    (b + "attn_v.weight", "matrix", n_embd, n_kv * hd)]
+        if bias:
+            tensors += [(b + "attn_q.bias", "bias", n_head * hd, 1),
+                        (b + "attn_k.bias", "bias", n_kv * hd, 1),
+                        (b + "attn_v.bias", "bias", n_kv * hd, 1)]
+        tensors += [(b + "attn_output.weight", "matrix", n_head * hd, n_embd),
+                    (b + "ffn_norm.weight", "norm", n_embd, 1),
+                    (b + "ffn_gate.weight", "matrix", n_embd, n_ff),
+                    (b + "ffn_up.weight", "matrix", n_embd, n_ff),
+                    (b + "ffn_down.weight", "matrix", n_ff, n_embd)]
+    tensors.append(("output_norm.weight", "norm", n_embd, 1))
+    if not tied:
+        tensors.append(("output.weight", "matrix", n_embd, n_vocab))
+    for index, (tname, kind, ne0, ne1) in enumerate(tensors):
+        if kind == "rope":
+            data = llama3_rope_factors(base, hd, *llama3)
+        else:
+            data = gen_rows(seed, index, ne1, ne0) * np.float32(0.02)
+            if kind == "norm":
+                data = data + np.float32(1.0)
+            if kind != "matrix":
+                data = data.reshape(ne0)
+        w.add_tensor(tname, data.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default="/work/shared")
@@ -196,6 +345,15 @@ def main():
         lines = describe(os.path.join(OUT, name + ".gguf"), name + ".gguf", with_data=True)
         with open(os.path.join(OUT, name + ".expect"), "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, seed in GEN_SEEDS.items():
+            path = os.path.join(tmp, "gen_%s.gguf" % name)
+            gen_reference(path, name, seed)
+            lines = describe(path, "gen_%s.gguf" % name, with_data=False)
+            with open(os.path.join(OUT, "gen_%s.expect" % name), "w") as f:
+                f.write("\n".join(lines) + "\n")
 
     shared = []
     for sub in ("models", "tokenizer-tests"):

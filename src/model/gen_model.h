@@ -46,7 +46,8 @@ typedef struct gen_model_shape {
     int64_t rope_orig_ctx;
 } gen_model_shape;
 
-/* The built-in shapes: smollm2-135m, llama-3.2-1b, llama-3-8b, qwen2-0.5b, tiny, tiny-qwen2. */
+/* The built-in shapes: smollm2-135m, llama-3.2-1b, llama-3-8b, qwen2-0.5b, and toys for tests:
+ * tiny (llama, untied), tiny-llama3 (tied, llama3 rope scaling), tiny-qwen2 (tied, QKV biases). */
 int gen_model_n_shapes(void);
 const gen_model_shape *gen_model_shape_at(int index);
 const gen_model_shape *gen_model_find_shape(const char *name); /* NULL if unknown */
