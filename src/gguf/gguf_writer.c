@@ -14,7 +14,7 @@
  *
  * Does not implement: big-endian files, nested arrays, split (sharded) files.
  */
-#include "gguf/gguf.h" /* defines: gguf_writer_*, gguf_value_type, GGUF_DEFAULT_ALIGNMENT */
+#include "gguf/gguf.h" /* defines: gguf_writer_*, gguf_value_type_bytes, GGUF_DEFAULT_ALIGNMENT */
 
 #include <errno.h>
 #include <stdio.h>
@@ -58,16 +58,6 @@ struct gguf_writer {
 /* Little-endian encoding helpers (the host is little-endian x86-64, but spell it out). */
 static void put_le(uint8_t *dst, uint64_t v, size_t n_bytes) {
     for (size_t i = 0; i < n_bytes; i++) dst[i] = (uint8_t)(v >> (8 * i));
-}
-
-static size_t value_type_bytes(gguf_value_type type) {
-    switch (type) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
-    case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
-    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
-    case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: case GGUF_TYPE_FLOAT64: return 8;
-    default: return 0;
-    }
 }
 
 /* ---- Construction ------------------------------------------------------------------------- */
@@ -130,7 +120,7 @@ static pagoda_status set_kv(gguf_writer *w, const char *key, gguf_value_type typ
 
 static pagoda_status set_scalar(gguf_writer *w, const char *key, gguf_value_type type,
                                 uint64_t bits) {
-    size_t n_bytes = value_type_bytes(type);
+    size_t n_bytes = gguf_value_type_bytes(type);
     uint8_t *payload = malloc(n_bytes);
     if (!payload) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "gguf writer: out of memory");
     put_le(payload, bits, n_bytes);
@@ -188,7 +178,7 @@ pagoda_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v
 
 pagoda_status gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value_type elem_type,
                                     const void *data, uint64_t n) {
-    size_t elem_bytes = value_type_bytes(elem_type);
+    size_t elem_bytes = gguf_value_type_bytes(elem_type);
     if (elem_bytes == 0)
         return error_set(PAGODA_ERR_INVALID_ARGUMENT,
                          "gguf writer: '%s': array element type %d is not a fixed-size type",
@@ -241,7 +231,7 @@ pagoda_status gguf_writer_set_kv(gguf_writer *w, const gguf_kv *kv) {
     char *key = kv ? strndup(kv->key.data, kv->key.len) : NULL;
     if (!key) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "gguf writer: out of memory");
     pagoda_status st;
-    size_t elem = value_type_bytes(kv->type);
+    size_t elem = gguf_value_type_bytes(kv->type);
     if (elem) { /* re-encode the decoded scalar */
         uint64_t bits = kv->value.u64;
         if (kv->type == GGUF_TYPE_FLOAT32) {
@@ -260,7 +250,7 @@ pagoda_status gguf_writer_set_kv(gguf_writer *w, const gguf_kv *kv) {
         put_le(payload, kv->value.str.len, 8);
         memcpy(payload + 8, kv->value.str.data, kv->value.str.len);
         st = set_kv(w, key, GGUF_TYPE_STRING, payload, 8 + kv->value.str.len);
-    } else if (kv->type == GGUF_TYPE_ARRAY && value_type_bytes(kv->array_type)) {
+    } else if (kv->type == GGUF_TYPE_ARRAY && gguf_value_type_bytes(kv->array_type)) {
         st = gguf_writer_set_array(w, key, kv->array_type, kv->array_data, kv->array_len);
     } else if (kv->type == GGUF_TYPE_ARRAY && kv->array_type == GGUF_TYPE_STRING &&
                kv->array_strings) {
