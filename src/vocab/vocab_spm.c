@@ -2,7 +2,8 @@
  *
  * The caller (vocab.c) has already added the dummy-prefix space where the model wants one. Here:
  *   1. every space becomes "▁" (U+2581);
- *   2. the text is cut into UTF-8 characters, one symbol each;
+ *   2. the text is cut into UTF-8 characters, one symbol each (each byte of a malformed sequence
+ *      is a symbol of its own);
  *   3. symbols are merged greedily: always the adjacent pair whose concatenation is a vocab piece
  *      with the highest score, leftmost first on ties (a binary heap of candidate pairs; stale
  *      pairs are skipped when popped);
@@ -109,7 +110,8 @@ void vocab_spm_encode(const vocab *v, const char *text, size_t len, vocab_ids *o
     /* 2. one symbol per character */
     int32_t n_syms = 0;
     for (size_t off = 0; off < n;) {
-        size_t k = vocab_utf8_len_at(s + off, n - off);
+        size_t k; /* a malformed sequence is a symbol per byte (llama.cpp trusts the lead byte) */
+        (void)vocab_utf8_decode(s + off, n - off, &k);
         syms[n_syms] = (spm_symbol){(uint32_t)off, (uint32_t)k, n_syms - 1, -1};
         if (n_syms > 0) syms[n_syms - 1].next = n_syms;
         n_syms++;
