@@ -1,6 +1,14 @@
 #!/usr/bin/env python3
-"""Makes tests/fixtures/tokenizer/smollm2.tsv: texts and the token ids Hugging Face `tokenizers`
-gives for them with SmolLM2-135M-Instruct's tokenizer, the reference for tests/test_tokenizer_smollm2.c.
+"""Makes the tokenizer fixtures, with Hugging Face `tokenizers` as the reference:
+
+tests/fixtures/tokenizer/smollm2.tsv: texts and the token ids SmolLM2-135M-Instruct's tokenizer
+gives for them (for tests/test_tokenizer_smollm2.c);
+tests/fixtures/tokenizer/pretok.tsv: how the pre-tokenizers of common byte-level BPE families
+(GPT-2, Llama 3, Qwen2, SmolLM/StarCoder, Tekken, GPT-4o) cut texts into pieces, written as the
+byte lengths of the pieces (for tests/test_tokenizer_pretok.c). This covers the regexes of model
+families that have no test vocab in ../shared/tokenizer-tests. The HF pipelines use the regexes as
+the models' tokenizer.json files spell them (e.g. with (?i:...)), followed by HF's ByteLevel step,
+which spells each byte as one character, so a piece's length in characters is its length in bytes.
 
 Why the tokenizer is rebuilt here instead of loaded with transformers: transformers can build a fast
 tokenizer from a GGUF (`AutoTokenizer.from_pretrained(dir, gguf_file=...)`), but (1) in this
@@ -29,7 +37,7 @@ import os
 import sys
 
 import gguf
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
 MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "tokenizer",
@@ -53,6 +61,12 @@ TEXTS = [
     "tabs\t\tand\tspaces  \t mixed",
     "\n",
     "\n\n\n",
+    "  \n a",
+    "\n\n  \t x  ",
+    "I'M HE'S they'LL a'b ''s 'x",
+    "CamelCaseWords HTTPServer lowerUPPER \u00c0\u00c9\u00ceabc",
+    "\u0661\u0662\u0663 arabic digits, \u2167 roman numeral, \u00bd half",
+    "x\u00a0y\u3000z",
     "line one\r\nline two\r\n",
     "  \n  \n\n   \t\n",
     "🦙 llamas 🚀 rockets 👍🏽",
@@ -112,7 +126,52 @@ def build_tokenizer(path):
     return tok
 
 
+_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+           r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+          r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_TEKKEN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+           r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+           r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_GPT4O = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+          r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+          r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def split_then_bytes(regex):
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(regex), behavior="isolated"),
+                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
+# tokenizer.ggml.pre name -> the HF pre-tokenizer of that family
+PRETOKENIZERS = {
+    "gpt-2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    "smollm": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=False)]),
+    "llama-bpe": lambda: split_then_bytes(_LLAMA3),
+    "qwen2": lambda: split_then_bytes(_QWEN2),
+    "tekken": lambda: split_then_bytes(_TEKKEN),
+    "gpt-4o": lambda: split_then_bytes(_GPT4O),
+}
+
+
+def write_pretok():
+    out = os.path.join(os.path.dirname(OUT), "pretok.tsv")
+    lines = ["# Pre-tokenizer splits by Hugging Face tokenizers, made by tools/make_tokenizer_fixtures.py.",
+             "# Columns: tokenizer.ggml.pre name, text (hex UTF-8), byte lengths of the pieces."]
+    for name, make in PRETOKENIZERS.items():
+        pre = make()
+        for text in TEXTS:
+            pieces = [p for p, _ in pre.pre_tokenize_str(text)]
+            assert sum(len(p) for p in pieces) == len(text.encode("utf-8")), (name, text)
+            lines.append("\t".join([name, text.encode("utf-8").hex(), " ".join(str(len(p)) for p in pieces)]))
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {len(lines) - 2} cases to {os.path.relpath(out)}")
+
+
 def main():
+    write_pretok()
     tok = build_tokenizer(find_model(sys.argv))
     lines = [
         "# SmolLM2-135M-Instruct tokenizer reference, made by tools/make_tokenizer_fixtures.py with",
