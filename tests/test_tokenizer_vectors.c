@@ -7,6 +7,9 @@
  * exactly the expected ids; and for SPM/BPE vocabs decode(encode(text)) must give the text back
  * (WordPiece lowercases and strips accents, so it is not checked there). Prints per-vocab counts.
  * Vocabs without .inp (baichuan, gpt-neox) only need to load and round-trip a few texts.
+ * Also checks ../shared/models/stories260K.gguf against the ids the project owners recorded:
+ * "Once upon a time" with BOS gives the recorded prompt tokens, and the recorded generated ids
+ * decode to the recorded text (which ends with one extra newline).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -125,6 +128,60 @@ static void run_round_trips(const char *name, const vocab *v) {
     printf("%-32s no vectors; loads, round trip %d/%d\n", name, n_ok, n);
 }
 
+/* Parses "[1, 2, 3]" after `label` in s into ids; returns the count. */
+static size_t parse_list(const char *s, const char *label, int32_t *ids, size_t cap) {
+    const char *p = strstr(s, label);
+    if (!p || !(p = strchr(p, '['))) return 0;
+    size_t n = 0;
+    for (p++; *p && *p != ']' && n < cap;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p) break;
+        ids[n++] = (int32_t)x;
+        p = end + strspn(end, ", ");
+    }
+    return n;
+}
+
+static void check_stories260k(const char *shared) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/models/stories260K.gguf", shared);
+    gguf_file *f = NULL;
+    vocab *v = NULL;
+    if (gguf_open(path, &f) != PAGODA_OK) {
+        printf("stories260K.gguf absent: not checked\n");
+        return;
+    }
+    pagoda_status st = vocab_load(f, &v);
+    gguf_close(f);
+    CHECK_MSG(st == PAGODA_OK, "%s: %s", path, pagoda_last_error());
+    snprintf(path, sizeof(path), "%s/models/stories260K.greedy64.once-upon-a-time.ids", shared);
+    char *rec = test_read_file(path, NULL);
+    snprintf(path, sizeof(path), "%s/models/stories260K.greedy64.once-upon-a-time.txt", shared);
+    size_t txt_len = 0;
+    char *txt = test_read_file(path, &txt_len);
+    CHECK_MSG(rec && txt, "stories260K recordings missing");
+    if (v && rec && txt) {
+        int32_t prompt[16], gen[256], *ids = NULL;
+        size_t n_prompt = parse_list(rec, "prompt tokens", prompt, 16), n_gen = parse_list(rec, "\nids", gen, 256);
+        size_t n = 0;
+        CHECK(n_prompt == 5 && n_gen == 64);
+        CHECK(vocab_encode(v, "Once upon a time", 16, true, false, &ids, &n) == PAGODA_OK);
+        CHECK_MSG(n == n_prompt && memcmp(ids, prompt, n * 4) == 0, "stories260K: prompt ids differ");
+        free(ids);
+        char *text = NULL;
+        size_t len = 0;
+        CHECK(vocab_decode(v, gen, n_gen, false, &text, &len) == PAGODA_OK);
+        CHECK_MSG(text && len + 1 == txt_len && memcmp(text, txt, len) == 0 && txt[len] == '\n',
+                  "stories260K: the recorded ids do not decode to the recorded text");
+        free(text);
+        printf("%-32s prompt ids and decoded text match the recording\n", "stories260K.gguf");
+    }
+    free(rec);
+    free(txt);
+    vocab_free(v);
+}
+
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -171,5 +228,6 @@ int main(void) {
         vocab_free(v);
         free(names[i]);
     }
+    check_stories260k(shared);
     return test_finish();
 }
