@@ -15,9 +15,15 @@
  * the text is cut around special tokens (vocab.c): user-defined tokens are always recognised,
  * control and unknown tokens only when `parse_special` is set (llama.cpp's rule).
  *
+ * A loaded vocab is read-only: vocab_encode/vocab_decode/vocab_token_to_piece may be called from
+ * several threads at once.
+ *
  * Not implemented: the "t5"/UGM and "rwkv" tokenizers (vocab_load returns UNSUPPORTED), the
- * per-token lstrip/rstrip attributes of added tokens, and the clean-up of spaces around
- * punctuation on decode (decode is the exact inverse of encode for SPM and BPE).
+ * per-token lstrip/rstrip attributes of added tokens (llama.cpp sets them for Phi-3 and a few
+ * Jina models by model name), and the clean-up of spaces around punctuation on decode (decode is
+ * the exact inverse of encode for SPM and BPE). Special-token text is matched llama.cpp's way
+ * (longest piece first over the whole text), which differs from Hugging Face's leftmost-longest
+ * only when two special pieces overlap in the text.
  */
 #ifndef PAGODA_VOCAB_H
 #define PAGODA_VOCAB_H
