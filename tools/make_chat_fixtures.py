@@ -56,6 +56,9 @@ CONVERSATIONS = {
     "empty_content": [("user", "")],
     "not_alternating": [("user", "a"), ("user", "b")],
     "assistant_first": [("assistant", "I speak first"), ("user", "ok")],
+    "system_after_user": [("user", "a"), ("system", "late system message")],
+    "tool_result": [("user", "Weather?"), ("assistant", "Calling."), ("tool", "{\"temp\": 21}\n\"quoted\"\t\u0001"),
+                    ("user", "Thanks")],
 }
 
 

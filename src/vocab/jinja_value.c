@@ -122,11 +122,10 @@ bool jinja_buf_printf(jinja_buf *b, jinja_error *err, const char *fmt, ...) {
 jinja_list *jinja_list_new(jinja_arena *a, size_t cap) {
     jinja_list *l = jinja_arena_alloc(a, sizeof *l);
     if (!l) return NULL;
-    if (cap) {
-        l->items = jinja_arena_alloc(a, cap * sizeof *l->items);
-        if (!l->items) return NULL;
-        l->cap = cap;
-    }
+    if (cap == 0) cap = 1; /* items is never NULL, so memcpy of zero items is well-defined */
+    l->items = jinja_arena_alloc(a, cap * sizeof *l->items);
+    if (!l->items) return NULL;
+    l->cap = cap;
     return l;
 }
 
@@ -146,12 +145,11 @@ bool jinja_list_push(jinja_arena *a, jinja_list *l, jinja_value v) {
 jinja_dict *jinja_dict_new(jinja_arena *a, size_t cap) {
     jinja_dict *d = jinja_arena_alloc(a, sizeof *d);
     if (!d) return NULL;
-    if (cap) {
-        d->keys = jinja_arena_alloc(a, cap * sizeof *d->keys);
-        d->vals = jinja_arena_alloc(a, cap * sizeof *d->vals);
-        if (!d->keys || !d->vals) return NULL;
-        d->cap = cap;
-    }
+    if (cap == 0) cap = 1; /* keys/vals are never NULL */
+    d->keys = jinja_arena_alloc(a, cap * sizeof *d->keys);
+    d->vals = jinja_arena_alloc(a, cap * sizeof *d->vals);
+    if (!d->keys || !d->vals) return NULL;
+    d->cap = cap;
     return d;
 }
 
