@@ -301,10 +301,10 @@ static pagoda_status parse(gguf_file *f) {
         return st;
     /* Each kv takes >= 8+1+4+1 bytes and each tensor info >= 8+1+4+8+4+8: bound before allocating. */
     if (n_kv > bytes_left(&r) / 14)
-        return error_set(PAGODA_ERR_FORMAT, "%s: metadata count %llu is impossible for a %zu-byte file",
+        return error_set(PAGODA_ERR_FORMAT, "%s: truncated or corrupt GGUF file: metadata count %llu is impossible for a %zu-byte file",
                          f->path, (unsigned long long)n_kv, f->size);
     if (n_tensors > bytes_left(&r) / 33)
-        return error_set(PAGODA_ERR_FORMAT, "%s: tensor count %llu is impossible for a %zu-byte file",
+        return error_set(PAGODA_ERR_FORMAT, "%s: truncated or corrupt GGUF file: tensor count %llu is impossible for a %zu-byte file",
                          f->path, (unsigned long long)n_tensors, f->size);
     f->n_kv = (int64_t)n_kv;
     f->n_tensors = (int64_t)n_tensors;
