@@ -4,7 +4,9 @@
  *   jinja_lex.c       source -> tokens (whitespace control, trim_blocks, lstrip_blocks, comments, raw)
  *   jinja_parse.c     tokens -> syntax tree
  *   jinja_eval.c      syntax tree + variables -> text (statements, expressions, scopes, limits)
- *   jinja_builtins.c  filters, tests, global functions and methods of str/dict
+ *   jinja_filters.c   filters (|trim, |tojson, ...) and the tables of filter and test names
+ *   jinja_builtins.c  tests, global functions and methods of str/dict
+ *   jinja_strings.c   Python string operations and argument helpers the two above share
  *   jinja_json.c      JSON text -> values (for callers' variables) and values -> JSON (the tojson filter)
  *   jinja.c           the public API of jinja.h
  *
@@ -337,6 +339,41 @@ bool jinja_filter_exists(jinja_str name);
 bool jinja_test_exists(jinja_str name);
 /* Global functions by name (range, namespace, dict, raise_exception, strftime_now); -1 if none. */
 int jinja_global_lookup(jinja_str name);
+
+/* Helpers shared by jinja_builtins.c and jinja_filters.c (jinja_strings.c). */
+bool jinja_builtin_fail(jinja_eval *ev, const jinja_node *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool jinja_builtin_no_memory(jinja_eval *ev);
+/* Argument i (positional) or the keyword `name` (may be NULL); false when absent. */
+bool jinja_arg(const jinja_args *args, size_t i, const char *name, jinja_value *out);
+/* Typed arguments: absent or none gives dflt; a wrong type is an error. */
+bool jinja_arg_str(jinja_eval *ev, const jinja_node *at, const jinja_args *args, size_t i, const char *name,
+                   jinja_str dflt, jinja_str *out);
+bool jinja_arg_int(jinja_eval *ev, const jinja_node *at, const jinja_args *args, size_t i, const char *name,
+                   int64_t dflt, int64_t *out);
+bool jinja_arg_bool(const jinja_args *args, size_t i, const char *name, bool dflt);
+bool jinja_need_string(jinja_eval *ev, const jinja_node *at, jinja_value v, const char *what, jinja_str *out);
+typedef enum jinja_case_mode {
+    JINJA_CASE_UPPER,
+    JINJA_CASE_LOWER,
+    JINJA_CASE_TITLE_FILTER, /* Jinja's title filter: words start after - ( { [ < or whitespace */
+    JINJA_CASE_TITLE_METHOD, /* Python's str.title(): words start after an uncased character */
+    JINJA_CASE_CAPITALIZE,
+} jinja_case_mode;
+bool jinja_change_case(jinja_eval *ev, jinja_str s, jinja_case_mode mode, jinja_value *out);
+bool jinja_splitlines(jinja_eval *ev, jinja_str s, jinja_list **out);
+/* str.split(sep=None, maxsplit=-1) with the arguments in args */
+bool jinja_split(jinja_eval *ev, const jinja_node *at, jinja_str s, const jinja_args *args, jinja_value *out);
+/* str.strip/lstrip/rstrip(chars=None) with the arguments in args */
+bool jinja_strip_chars(jinja_eval *ev, const jinja_node *at, jinja_str s, const jinja_args *args, bool left,
+                       bool right, jinja_value *out);
+/* str.replace(old, new, count=-1) with the arguments in args */
+bool jinja_replace(jinja_eval *ev, const jinja_node *at, jinja_str s, const jinja_args *args, jinja_value *out);
+/* startswith/endswith with a string or a tuple of strings */
+bool jinja_affix_match(jinja_eval *ev, const jinja_node *at, jinja_str s, jinja_value affix, bool prefix, bool *out);
+/* Follows a dotted attribute path ("a.b", "items.0") through dicts and lists; undefined when missing. */
+jinja_value jinja_attribute_path(jinja_value v, jinja_str path);
+static inline jinja_value jinja_str_value(const jinja_buf *b) { return jinja_string(b->p ? b->p : "", b->n); }
+static inline jinja_value jinja_list_value(jinja_list *l) { return (jinja_value){.type = JINJA_LIST, .list = l}; }
 
 /* JSON (jinja_json.c). */
 bool jinja_json_parse(jinja_arena *a, const char *text, size_t n, jinja_value *out, jinja_error *err);
