@@ -1,7 +1,8 @@
 /* tests/test_sampler.c - the sampler (sample/sampler.h) against an independent model of its chain.
  *
  * 1. Greedy (temperature 0) is the argmax with ties to the lowest id; top_k = 1 is greedy at every
- *    temperature; a tiny top_p and min_p = 1 also leave only the argmax (for a unique max).
+ *    temperature; a tiny top_p and min_p = 1 also leave only the argmax (for a unique max); a +inf
+ *    logit always wins and -inf logits are never drawn.
  * 2. Parameter checks: each bad value is rejected with PAGODA_ERR_INVALID_ARGUMENT and a message that
  *    names the parameter; boundary values are accepted.
  * 3. Streams: the same seed gives the same tokens, different seeds different ones.
@@ -77,6 +78,40 @@ static void test_greedy(uint64_t *rng) {
         s = sampler_new(t, 0, 1, 1.0f, (uint64_t)rep, n);
         for (int j = 0; s && j < 5; j++)
             CHECK_MSG(sampler_sample(s, logits) == want, "min_p=1 at T=%g: n=%d", (double)t, n);
+        sampler_free(s);
+    }
+}
+
+/* Infinite logits: a +inf logit must win at any temperature (the softmax limit), two share the
+ * draws; -inf tokens are never drawn; all -inf still returns a valid token. */
+static void test_infinite_logits(void) {
+    const float one_inf[6] = {0.5f, INFINITY, 1.0f, -1.0f, -INFINITY, 3.0f};
+    const float two_inf[6] = {0.5f, INFINITY, 1.0f, INFINITY, -INFINITY, 3.0f};
+    const float neg_inf[6] = {-INFINITY, 2.0f, -INFINITY, 1.0f, -INFINITY, -INFINITY};
+    const float all_neg_inf[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    static const float temps[] = {0.5f, 1.0f, 2.0f};
+    for (int ti = 0; ti < 6; ti++) { /* each temperature without and with top-p / min-p */
+        float top_p = ti < 3 ? 1.0f : 0.9f, min_p = ti < 3 ? 0.0f : 0.05f;
+        sampler *s = sampler_new(temps[ti % 3], 0, top_p, min_p, 99, 6);
+        if (!s) continue;
+        int n_wrong = 0, n_seen[6] = {0};
+        for (int i = 0; i < 200; i++) n_wrong += sampler_sample(s, one_inf) != 1;
+        CHECK_MSG(n_wrong == 0, "T=%g: the +inf logit lost %d of 200 draws", (double)temps[ti % 3], n_wrong);
+        for (int i = 0; i < 200; i++) n_seen[sampler_sample(s, two_inf)]++;
+        CHECK_MSG(n_seen[1] + n_seen[3] == 200 && n_seen[1] > 0 && n_seen[3] > 0,
+                  "T=%g: two +inf logits drawn %d and %d times of 200", (double)temps[ti % 3], n_seen[1], n_seen[3]);
+        n_wrong = 0;
+        for (int i = 0; i < 200; i++) {
+            int32_t t = sampler_sample(s, neg_inf);
+            n_wrong += t != 1 && t != 3;
+        }
+        CHECK_MSG(n_wrong == 0, "T=%g: %d draws of a -inf token", (double)temps[ti % 3], n_wrong);
+        sampler_free(s);
+        s = sampler_new(temps[ti % 3], 0, 1, 0, 99, 4);
+        for (int i = 0; s && i < 20; i++) {
+            int32_t t = sampler_sample(s, all_neg_inf);
+            CHECK_MSG(t >= 0 && t < 4, "all -inf: token %d", t);
+        }
         sampler_free(s);
     }
 }
@@ -357,6 +392,7 @@ static void test_rng(void) {
 int main(void) {
     uint64_t rng = test_seed();
     test_greedy(&rng);
+    test_infinite_logits();
     test_params();
     test_seeds(&rng);
     test_rng();
