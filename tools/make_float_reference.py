@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Float64 reference logits for a llama-family GGUF model, computed with NumPy.
+
+Independent of both Pagoda and llama.cpp: weights are dequantized by the PyPI `gguf` package
+(gguf.quants.dequantize) and the forward pass is written here from the model definition (HF's
+LlamaForCausalLM / Qwen2ForCausalLM; GGUF's llama Q/K rows are permuted for the interleaved RoPE,
+Qwen2 keeps rotate-half), in float64 with no activation rounding. It tells apart a bug in Pagoda's
+forward pass (which would show against this reference) from the rounding of llama.cpp, which
+multiplies quantized weights by activations rounded to 8 bits.
+
+It reads the prompts (already tokenized by llama.cpp) from a tests/fixtures/models/*.ref.txt file
+and writes, per case, the top-10 logits at every position and the full vector at the last position:
+
+    pagoda-float-ref 1
+    model <file name>
+    n_vocab <n>
+    case <index> <name>
+    tokens <n> <ids...>
+    topk <pos> <k> <id>:<logit> ...        (%.6f)
+    logits <pos> <n_vocab> <v0> ...        (%.5f; the last position; first --full-logits-cases cases)
+    end
+
+usage: tools/make_float_reference.py MODEL.gguf REF.txt OUT.txt [--max-cases N]
+"""
+import argparse
+import sys
+
+import numpy as np
+from gguf import GGUFReader
+from gguf.quants import dequantize
+
+
+def field(reader, key, default=None):
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    v = f.parts[f.data[0]]
+    if f.types and f.types[0].name == "STRING":
+        return bytes(v).decode()
+    return v.tolist()[0] if hasattr(v, "tolist") else v
+
+
+def load(path):
+    r = GGUFReader(path)
+    arch = field(r, "general.architecture")
+    hp = {
+        "arch": arch,
+        "n_embd": field(r, f"{arch}.embedding_length"),
+        "n_layer": field(r, f"{arch}.block_count"),
+        "n_head": field(r, f"{arch}.attention.head_count"),
+        "n_head_kv": field(r, f"{arch}.attention.head_count_kv"),
+        "eps": field(r, f"{arch}.attention.layer_norm_rms_epsilon", 1e-5),
+        "base": field(r, f"{arch}.rope.freq_base", 10000.0),
+    }
+    hp["head_dim"] = field(r, f"{arch}.attention.key_length", hp["n_embd"] // hp["n_head"])
+    hp["n_rot"] = field(r, f"{arch}.rope.dimension_count", hp["head_dim"])
+    w = {}
+    for t in r.tensors:
+        shape = [int(x) for x in reversed(t.shape.tolist())]  # numpy order: [ne1, ne0]
+        a = dequantize(t.data, t.tensor_type).astype(np.float64)
+        w[t.name] = a.reshape(shape) if len(shape) > 1 else a.reshape(-1)
+    if "output.weight" not in w:
+        w["output.weight"] = w["token_embd.weight"]
+    return hp, w
+
+
+def rmsnorm(x, weight, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
+
+
+def rope(x, pos, hp, freqs):
+    # x: [n_tok, n_heads, head_dim]
+    n_rot = hp["n_rot"]
+    half = n_rot // 2
+    ang = pos[:, None] * freqs[None, :]  # [n_tok, half]
+    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    out = x.copy()
+    if hp["arch"] == "qwen2":  # rotate halves
+        a, b = x[..., :half], x[..., half:n_rot]
+        out[..., :half] = a * c - b * s
+        out[..., half:n_rot] = a * s + b * c
+    else:  # adjacent pairs
+        a, b = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
+        out[..., 0:n_rot:2] = a * c - b * s
+        out[..., 1:n_rot:2] = a * s + b * c
+    return out
+
+
+def forward(hp, w, tokens):
+    n = len(tokens)
+    hd, nh, nkv = hp["head_dim"], hp["n_head"], hp["n_head_kv"]
+    freqs = hp["base"] ** (-np.arange(0, hp["n_rot"], 2, dtype=np.float64) / hp["n_rot"])
+    if "rope_freqs.weight" in w:
+        freqs = freqs / w["rope_freqs.weight"]
+    pos = np.arange(n, dtype=np.float64)
+    x = w["token_embd.weight"][tokens]
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    for il in range(hp["n_layer"]):
+        p = f"blk.{il}."
+        h = rmsnorm(x, w[p + "attn_norm.weight"], hp["eps"])
+        q = h @ w[p + "attn_q.weight"].T + w.get(p + "attn_q.bias", 0)
+        k = h @ w[p + "attn_k.weight"].T + w.get(p + "attn_k.bias", 0)
+        v = h @ w[p + "attn_v.weight"].T + w.get(p + "attn_v.bias", 0)
+        q = rope(q.reshape(n, nh, hd), pos, hp, freqs)
+        k = rope(k.reshape(n, nkv, hd), pos, hp, freqs)
+        v = v.reshape(n, nkv, hd)
+        rep = nh // nkv
+        k = np.repeat(k, rep, axis=1)
+        v = np.repeat(v, rep, axis=1)
+        att = np.einsum("ihd,jhd->hij", q, k) / np.sqrt(hd) + mask
+        att = np.exp(att - att.max(-1, keepdims=True))
+        att /= att.sum(-1, keepdims=True)
+        o = np.einsum("hij,jhd->ihd", att, v).reshape(n, nh * hd)
+        x = x + o @ w[p + "attn_output.weight"].T
+        h = rmsnorm(x, w[p + "ffn_norm.weight"], hp["eps"])
+        g = h @ w[p + "ffn_gate.weight"].T
+        u = h @ w[p + "ffn_up.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
+    x = rmsnorm(x, w["output_norm.weight"], hp["eps"])
+    return x @ w["output.weight"].T
+
+
+def read_cases(ref_path):
+    cases, cur = [], None
+    for line in open(ref_path, encoding="utf-8", errors="surrogateescape"):
+        if line.startswith("case "):
+            cur = {"header": line.strip()}
+            cases.append(cur)
+        elif line.startswith("tokens ") and cur is not None:
+            ids = [int(v) for v in line.split()[2:]]
+            cur["tokens"] = ids
+    return cases
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("ref")
+    ap.add_argument("out")
+    ap.add_argument("--max-cases", type=int, default=100)
+    ap.add_argument("--full-logits-cases", type=int, default=2,
+                    help="write the full last-position vector for the first N cases (keeps fixtures small)")
+    a = ap.parse_args()
+    hp, w = load(a.model)
+    cases = read_cases(a.ref)[: a.max_cases]
+    name = a.model.rsplit("/", 1)[-1]
+    with open(a.out, "w") as f:
+        f.write("# Pagoda float64 reference logits: tools/make_float_reference.py (NumPy %s, gguf-py dequantize)\n"
+                % np.__version__)
+        f.write("pagoda-float-ref 1\nmodel %s\nn_vocab %d\n" % (name, w["output.weight"].shape[0]))
+        for index, c in enumerate(cases):
+            toks = c["tokens"]
+            logits = forward(hp, w, np.array(toks))
+            f.write(c["header"] + "\n")
+            f.write("tokens %d %s\n" % (len(toks), " ".join(map(str, toks))))
+            for pos, row in enumerate(logits):
+                top = np.argsort(-row, kind="stable")[:10]
+                f.write("topk %d 10 %s\n" % (pos, " ".join("%d:%.6f" % (i, row[i]) for i in top)))
+            if index < a.full_logits_cases:
+                f.write("logits %d %d %s\n" % (len(toks) - 1, len(logits[-1]),
+                                                " ".join("%.5f" % v for v in logits[-1])))
+            f.write("end\n")
+            print(c["header"], "done", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
