@@ -18,9 +18,14 @@ and writes, per case, the top-10 logits at every position and the full vector at
     tokens <n> <ids...>
     topk <pos> <k> <id>:<logit> ...        (%.6f)
     logits <pos> <n_vocab> <v0> ...        (%.5f; the last position; first --full-logits-cases cases)
+    greedy <m> <ids...>                    (greedy continuation, m <= --greedy, ends early at an eog id)
+    greedy_gap <m> <gaps...>               (top-1 minus top-2 logit at each greedy step)
     end
 
 usage: tools/make_float_reference.py MODEL.gguf REF.txt OUT.txt [--max-cases N]
+       tools/make_float_reference.py MODEL.gguf --random-cases LEN,LEN,... OUT.txt [--seed S]
+   (the second form makes cases of pseudo-random token ids of the given lengths, for random-weight
+    models from `pagoda gen-model`, which have no meaningful text)
 """
 import argparse
 import sys
@@ -86,15 +91,20 @@ def rope(x, pos, hp, freqs):
     return out
 
 
-def forward(hp, w, tokens):
+def forward(hp, w, tokens, cache=None):
+    """Logits for `tokens` placed after the positions already in `cache` (a dict of per-layer K/V,
+    updated in place); cache None starts a new sequence."""
     n = len(tokens)
+    cache = {} if cache is None else cache
+    start = cache.get("n", 0)
     hd, nh, nkv = hp["head_dim"], hp["n_head"], hp["n_head_kv"]
     freqs = hp["base"] ** (-np.arange(0, hp["n_rot"], 2, dtype=np.float64) / hp["n_rot"])
     if "rope_freqs.weight" in w:
         freqs = freqs / w["rope_freqs.weight"]
-    pos = np.arange(n, dtype=np.float64)
+    pos = np.arange(start, start + n, dtype=np.float64)
     x = w["token_embd.weight"][tokens]
-    mask = np.triu(np.full((n, n), -np.inf), 1)
+    total = start + n
+    mask = np.triu(np.full((n, total), -np.inf), start + 1)
     for il in range(hp["n_layer"]):
         p = f"blk.{il}."
         h = rmsnorm(x, w[p + "attn_norm.weight"], hp["eps"])
@@ -104,20 +114,48 @@ def forward(hp, w, tokens):
         q = rope(q.reshape(n, nh, hd), pos, hp, freqs)
         k = rope(k.reshape(n, nkv, hd), pos, hp, freqs)
         v = v.reshape(n, nkv, hd)
+        if il in cache:
+            k = np.concatenate([cache[il][0], k])
+            v = np.concatenate([cache[il][1], v])
+        cache[il] = (k, v)
         rep = nh // nkv
-        k = np.repeat(k, rep, axis=1)
-        v = np.repeat(v, rep, axis=1)
-        att = np.einsum("ihd,jhd->hij", q, k) / np.sqrt(hd) + mask
+        kr = np.repeat(k, rep, axis=1)
+        vr = np.repeat(v, rep, axis=1)
+        att = np.einsum("ihd,jhd->hij", q, kr) / np.sqrt(hd) + mask
         att = np.exp(att - att.max(-1, keepdims=True))
         att /= att.sum(-1, keepdims=True)
-        o = np.einsum("hij,jhd->ihd", att, v).reshape(n, nh * hd)
+        o = np.einsum("hij,jhd->ihd", att, vr).reshape(n, nh * hd)
         x = x + o @ w[p + "attn_output.weight"].T
         h = rmsnorm(x, w[p + "ffn_norm.weight"], hp["eps"])
         g = h @ w[p + "ffn_gate.weight"].T
         u = h @ w[p + "ffn_up.weight"].T
         x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
+    cache["n"] = total
     x = rmsnorm(x, w["output_norm.weight"], hp["eps"])
     return x @ w["output.weight"].T
+
+
+def greedy(hp, w, tokens, n_steps, eog):
+    """Greedy continuation (argmax, lowest id on ties) and the top-2 gap at each step."""
+    cache = {}
+    logits = forward(hp, w, np.array(tokens), cache)[-1]
+    out, gaps = [], []
+    for _ in range(n_steps):
+        order = np.argsort(-logits, kind="stable")
+        out.append(int(order[0]))
+        gaps.append(float(logits[order[0]] - logits[order[1]]))
+        if out[-1] in eog:
+            break
+        logits = forward(hp, w, np.array([out[-1]]), cache)[-1]
+    return out, gaps
+
+
+def read_eog(ref_path):
+    """End-of-generation ids as the llama.cpp fixture lists them ("eog <n> <ids...>")."""
+    for line in open(ref_path, encoding="utf-8", errors="surrogateescape"):
+        if line.startswith("eog "):
+            return set(int(v) for v in line.split()[2:])
+    return set()
 
 
 def read_cases(ref_path):
@@ -135,14 +173,26 @@ def read_cases(ref_path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
-    ap.add_argument("ref")
+    ap.add_argument("ref", nargs="?", help="llama.cpp fixture whose cases (token ids) to evaluate")
     ap.add_argument("out")
     ap.add_argument("--max-cases", type=int, default=100)
+    ap.add_argument("--random-cases", help="comma-separated lengths of random-id cases instead of REF")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--greedy", type=int, default=64, help="greedy continuation length (0: none)")
     ap.add_argument("--full-logits-cases", type=int, default=2,
                     help="write the full last-position vector for the first N cases (keeps fixtures small)")
     a = ap.parse_args()
     hp, w = load(a.model)
-    cases = read_cases(a.ref)[: a.max_cases]
+    if a.random_cases:
+        rng = np.random.default_rng(a.seed)
+        n_vocab = w["output.weight"].shape[0]
+        eog, cases = set(), []
+        for i, length in enumerate(int(v) for v in a.random_cases.split(",")):
+            cases.append({"header": "case %d random%d" % (i, length),
+                          "tokens": [int(t) for t in rng.integers(0, n_vocab, length)]})
+    else:
+        eog = read_eog(a.ref)
+        cases = read_cases(a.ref)[: a.max_cases]
     name = a.model.rsplit("/", 1)[-1]
     with open(a.out, "w") as f:
         f.write("# Pagoda float64 reference logits: tools/make_float_reference.py (NumPy %s, gguf-py dequantize)\n"
@@ -159,6 +209,10 @@ def main():
             if index < a.full_logits_cases:
                 f.write("logits %d %d %s\n" % (len(toks) - 1, len(logits[-1]),
                                                 " ".join("%.5f" % v for v in logits[-1])))
+            if a.greedy > 0:
+                ids, gaps = greedy(hp, w, toks, a.greedy, eog)
+                f.write("greedy %d %s\n" % (len(ids), " ".join(map(str, ids))))
+                f.write("greedy_gap %d %s\n" % (len(gaps), " ".join("%.5f" % g for g in gaps)))
             f.write("end\n")
             print(c["header"], "done", file=sys.stderr)
 
