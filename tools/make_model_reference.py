@@ -37,7 +37,7 @@ FORMAT = """\
 #   bos <id> eos <id> add_bos <0|1>            (ids of the GGUF; add_bos: llama.cpp prepends BOS)
 #   eog <n> <ids...>                           (end-of-generation ids: greedy stops after one of them)
 #   n_cases <n>
-#   then n_cases blocks:
+#   then n_cases blocks, records in this order:
 #   case <index> <name>
 #   special <0|1>                              (1: special tokens such as <|im_start|> were parsed in text)
 #   text <escaped prompt>                      (escapes: \\\\ \\n \\r \\t and \\xHH for other bytes < 0x20
@@ -51,6 +51,10 @@ FORMAT = """\
 #   greedy_gap <m> <g...>                      (logit(top1) - logit(top2) at each greedy step; a step
 #                                               with a tiny gap may legitimately flip in another engine)
 #   greedy_text <escaped text>                 (the continuation's text as llama.cpp detokenizes it)
+#   f32_top1, f32_topk (n lines), f32_logits (iff logits), f32_greedy, f32_greedy_gap, f32_greedy_text
+#                                              (same layouts, from llama.cpp on the F32-dequantized copy)
+#   maxdiff <x>                                (max |logits - f32 logits| over all prompt positions)
+#   np64_maxdiff <x>                           (max |f32 logits - numpy float64 logits|, all positions)
 #   end
 # Logits are printed with %.6g.
 """
@@ -216,21 +220,90 @@ def llama_cpp_version_line():
         llama_cpp.__version__, info)
 
 
-def write_fixture(key, model_path, out_dir):
+def dequantize_to_f32_gguf(src, dst):
+    """Writes a copy of the GGUF src with every tensor dequantized to F32 (same metadata, file_type 0)."""
+    import gguf
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst, r.fields["general.architecture"].contents())
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        vt = f.types[0]
+        val = 0 if k == "general.file_type" else f.contents()
+        w.add_key_value(k, val, vt, sub_type=f.types[1] if vt == gguf.GGUFValueType.ARRAY else None)
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w.add_tensor(t.name, a.reshape([int(s) for s in reversed(t.shape)]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def is_all_f32(model_path):
+    import gguf
+    return all(t.tensor_type == gguf.GGMLQuantizationType.F32 for t in gguf.GGUFReader(model_path).tensors)
+
+
+def run_case(llm, tokens, eog, tag):
+    """Prompt logits, greedy continuation (cross-checked with Llama.generate) and its text."""
+    lg = prompt_logits(llm, tokens)
+    g_ids, g_gaps = greedy(llm, tokens, eog)
+    check = greedy_via_generate(llm, tokens, len(g_ids))
+    if check != g_ids:
+        print("warning: %s: Llama.generate greedy differs from the argmax loop: %s vs %s"
+              % (tag, check, g_ids), file=sys.stderr)
+    all_text = llm.detokenize(tokens + g_ids)
+    p_text = llm.detokenize(tokens)
+    g_text = all_text[len(p_text):] if all_text.startswith(p_text) else llm.detokenize(g_ids)
+    return lg, g_ids, g_gaps, g_text
+
+
+def case_lines(prefix, res, full):
+    lg, g_ids, g_gaps, g_text = res
+    out = []
+    top1 = [int(np.argmax(row)) for row in lg]
+    out.append("%stop1 %d %s" % (prefix, len(top1), " ".join(map(str, top1))))
+    for pos, row in enumerate(lg):
+        order = np.argsort(-row, kind="stable")[:TOP_K]
+        out.append("%stopk %d %d %s" % (prefix, pos, TOP_K, " ".join("%d:%.6g" % (i, row[i]) for i in order)))
+    if full:
+        pos = len(lg) - 1
+        out.append("%slogits %d %d %s" % (prefix, pos, lg.shape[1], " ".join("%.6g" % v for v in lg[pos])))
+    out.append("%sgreedy %d %s" % (prefix, len(g_ids), " ".join(map(str, g_ids))))
+    out.append("%sgreedy_gap %d %s" % (prefix, len(g_gaps), " ".join("%.4g" % g for g in g_gaps)))
+    out.append("%sgreedy_text %s" % (prefix, escape(g_text)))
+    return out
+
+
+def write_fixture(key, model_path, out_dir, tmp_dir):
+    import tempfile
     llm = open_llama(model_path)
     eog = eog_ids(llm)
     bos, eos, add_bos = vocab_flags(llm)
     cases = cases_for(key, model_path)
+    f32_path = None
+    if not is_all_f32(model_path):
+        fd, f32_path = tempfile.mkstemp(suffix=".f32.gguf", dir=tmp_dir)
+        os.close(fd)
+        print("writing a dequantized F32 copy %s" % f32_path, file=sys.stderr)
+        dequantize_to_f32_gguf(model_path, f32_path)
+    llm32 = open_llama(f32_path) if f32_path else llm
     lines = []
     lines.append("# Pagoda end-to-end model reference: %s" % os.path.basename(model_path))
     lines.append("# Made by tools/make_model_reference.py with %s" % llama_cpp_version_line())
     lines.append("# Settings: n_ctx=%d n_batch=n_ubatch=%d n_threads=n_threads_batch=1 logits_all=True "
-                 "type_k=type_v=F32 flash_attn=False n_gpu_layers=0; prompt evaluated as one batch;"
+                 "type_k=type_v=F32 flash_attn=False n_gpu_layers=0 seed=0; prompt evaluated as one batch."
                  % (N_CTX, N_CTX))
     lines.append("# greedy = argmax (lowest id on ties) of llama.cpp's logits, one token per eval, no "
-                 "repeat/frequency/presence penalty (equals Llama.generate(top_k=1, temp=0, "
+                 "repeat/frequency/presence penalty (equal to Llama.generate(top_k=1, temp=0, "
                  "repeat_penalty=1.0), checked).")
     lines.append("# tokenization: Llama.tokenize(text, add_bos=True, special=<special>).")
+    lines.append("# f32_* records: llama.cpp on a copy of this GGUF with every tensor dequantized to F32 (%s)."
+                 % ("here identical to the plain records: the model is all F32" if not f32_path else
+                    "no activation quantization: what an engine that dequantizes weights to f32 computes"))
+    lines.append("# np64_maxdiff: max |f32_ logits - logits of an independent float64 numpy forward pass| "
+                 "over all prompt positions (validates the f32_ records).")
     lines.extend(FORMAT.rstrip("\n").split("\n"))
     lines.append("pagoda-model-ref 1")
     lines.append("model %s sha256 %s size %d" % (os.path.basename(model_path), sha256_file(model_path),
@@ -240,44 +313,47 @@ def write_fixture(key, model_path, out_dir):
     lines.append("eog %d %s" % (len(eog), " ".join(map(str, eog))))
     lines.append("n_cases %d" % len(cases))
     results = {}
-    for ci, (name, text, special, full) in enumerate(cases):
-        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=special)
-        lg = prompt_logits(llm, tokens)
-        g_ids, g_gaps = greedy(llm, tokens, eog)
-        check = greedy_via_generate(llm, tokens, len(g_ids))
-        if check != g_ids:
-            print("warning: %s/%s: Llama.generate greedy differs from argmax loop: %s vs %s"
-                  % (key, name, check, g_ids), file=sys.stderr)
-        all_text = llm.detokenize(tokens + g_ids)
-        p_text = llm.detokenize(tokens)
-        g_text = all_text[len(p_text):] if all_text.startswith(p_text) else llm.detokenize(g_ids)
-        lines.append("case %d %s" % (ci, name))
-        lines.append("special %d" % int(special))
-        lines.append("text " + escape(text.encode("utf-8")))
-        lines.append("tokens %d %s" % (len(tokens), " ".join(map(str, tokens))))
-        top1 = [int(np.argmax(row)) for row in lg]
-        lines.append("top1 %d %s" % (len(top1), " ".join(map(str, top1))))
-        for pos, row in enumerate(lg):
-            order = np.argsort(-row, kind="stable")[:TOP_K]
-            lines.append("topk %d %d %s" % (pos, TOP_K, " ".join("%d:%.6g" % (i, row[i]) for i in order)))
-        if full:
-            pos = len(tokens) - 1
-            lines.append("logits %d %d %s" % (pos, lg.shape[1], " ".join("%.6g" % v for v in lg[pos])))
-        lines.append("greedy %d %s" % (len(g_ids), " ".join(map(str, g_ids))))
-        lines.append("greedy_gap %d %s" % (len(g_gaps), " ".join("%.4g" % g for g in g_gaps)))
-        lines.append("greedy_text " + escape(g_text))
-        lines.append("end")
-        results[name] = (tokens, g_ids, g_text)
-        print("%s/%s: %d prompt tokens, %d greedy tokens: %r" % (key, name, len(tokens), len(g_ids),
-                                                                 g_text[:60]), file=sys.stderr)
+    try:
+        for ci, (name, text, special, full) in enumerate(cases):
+            tag = "%s/%s" % (key, name)
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=special)
+            if llm32 is not llm:
+                assert llm32.tokenize(text.encode("utf-8"), add_bos=True, special=special) == tokens
+            res = run_case(llm, tokens, eog, tag)
+            res32 = run_case(llm32, tokens, eog, tag + "/f32") if llm32 is not llm else res
+            np64 = np_forward(model_path, tokens)
+            np_diff = float(np.abs(res32[0].astype(np.float64) - np64).max())
+            if np_diff > 1e-3:
+                sys.exit("%s: llama.cpp F32 and numpy float64 disagree by %.3g" % (tag, np_diff))
+            lines.append("case %d %s" % (ci, name))
+            lines.append("special %d" % int(special))
+            lines.append("text " + escape(text.encode("utf-8")))
+            lines.append("tokens %d %s" % (len(tokens), " ".join(map(str, tokens))))
+            lines.extend(case_lines("", res, full))
+            lines.extend(case_lines("f32_", res32, full))
+            lines.append("maxdiff %.4g" % float(np.abs(res[0] - res32[0]).max()))
+            lines.append("np64_maxdiff %.3g" % np_diff)
+            lines.append("end")
+            same = 0
+            while same < min(len(res[1]), len(res32[1])) and res[1][same] == res32[1][same]:
+                same += 1
+            results[name] = (tokens, res[1], res[3], res32[1])
+            print("%s: %d prompt tokens, %d greedy tokens (f32 copy agrees on the first %d; max logit diff "
+                  "%.3g; numpy %.2g): %r" % (tag, len(tokens), len(res[1]), same,
+                                             np.abs(res[0] - res32[0]).max(), np_diff,
+                                             res[3][:50]), file=sys.stderr)
+    finally:
+        if f32_path:
+            os.unlink(f32_path)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, MODELS[key][2])
     with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote %s (%d bytes)" % (path, os.path.getsize(path)), file=sys.stderr)
     _, back = parse_fixture(path)  # the file must read back to what was computed
-    for c, (name, text, _, _) in zip(back, cases):
-        assert c["name"] == name and c["tokens"] == results[name][0] and c["greedy"] == results[name][1]
+    for c, (name, _, _, _) in zip(back, cases):
+        r = results[name]
+        assert c["name"] == name and c["tokens"] == r[0] and c["greedy"] == r[1] and c["f32_greedy"] == r[3]
     return results
 
 
@@ -291,37 +367,41 @@ def parse_fixture(path):
                 continue
             key, _, rest = line.partition(b" ")
             key = key.decode()
+            base = key[4:] if key.startswith("f32_") else key
             if key == "case":
-                cur = {"topk": [], "name": rest.split(b" ")[1].decode()}
+                cur = {"topk": [], "f32_topk": [], "name": rest.split(b" ")[1].decode()}
                 continue
             if cur is None:
                 header[key] = rest.decode("utf-8", "surrogateescape")
                 continue
-            if key in ("text", "greedy_text"):
+            if base in ("text", "greedy_text"):
                 cur[key] = rest
             elif key == "special":
                 cur[key] = int(rest)
-            elif key in ("tokens", "top1", "greedy"):
-                f_ = [int(x) for x in rest.split()]
-                assert f_[0] == len(f_) - 1, (path, key)
-                cur[key] = f_[1:]
-            elif key == "greedy_gap":
-                f_ = rest.split()
-                assert int(f_[0]) == len(f_) - 1
-                cur[key] = [float(x) for x in f_[1:]]
-            elif key == "topk":
-                f_ = rest.split()
-                assert int(f_[0]) == len(cur["topk"]) and int(f_[1]) == len(f_) - 2
-                cur["topk"].append([(int(a), float(b)) for a, b in (x.split(b":") for x in f_[2:])])
-            elif key == "logits":
-                f_ = rest.split()
-                assert int(f_[1]) == len(f_) - 2
-                cur["logits"] = (int(f_[0]), np.array([float(x) for x in f_[2:]]))
+            elif key in ("maxdiff", "np64_maxdiff"):
+                cur[key] = float(rest)
+            elif base in ("tokens", "top1", "greedy"):
+                v = [int(x) for x in rest.split()]
+                assert v[0] == len(v) - 1, (path, key)
+                cur[key] = v[1:]
+            elif base == "greedy_gap":
+                v = rest.split()
+                assert int(v[0]) == len(v) - 1
+                cur[key] = [float(x) for x in v[1:]]
+            elif base == "topk":
+                v = rest.split()
+                assert int(v[0]) == len(cur[key]) and int(v[1]) == len(v) - 2
+                cur[key].append([(int(a), float(b)) for a, b in (x.split(b":") for x in v[2:])])
+            elif base == "logits":
+                v = rest.split()
+                assert int(v[1]) == len(v) - 2
+                cur[key] = (int(v[0]), np.array([float(x) for x in v[2:]]))
             elif key == "end":
                 n = len(cur["tokens"])
-                assert len(cur["top1"]) == n and len(cur["topk"]) == n
-                assert [row[0][0] for row in cur["topk"]] == cur["top1"]
-                assert len(cur["greedy_gap"]) == len(cur["greedy"])
+                for p in ("", "f32_"):
+                    assert len(cur[p + "top1"]) == n and len(cur[p + "topk"]) == n
+                    assert [row[0][0] for row in cur[p + "topk"]] == cur[p + "top1"]
+                    assert len(cur[p + "greedy_gap"]) == len(cur[p + "greedy"])
                 cases.append(cur)
                 cur = None
             else:
@@ -338,7 +418,7 @@ def check_stories_golden(results, shared_dir):
         txt = f.read().split("\n")
     want_prompt = ast.literal_eval(txt[0].split("tokens", 1)[1].strip())
     want_ids = ast.literal_eval(txt[1].split("ids", 1)[1].strip())
-    tokens, g_ids, _ = results["once"]
+    tokens, g_ids = results["once"][:2]
     ok_prompt = tokens == want_prompt
     seq = tokens[1:] + g_ids  # golden 'ids' = prompt without BOS followed by the continuation
     n = min(len(seq), len(want_ids))
@@ -359,11 +439,15 @@ def quantize_act_q8(x):
     d = amax / np.float32(127)
     inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, 1), 0).astype(np.float32)
     q = np.round(b * inv)
-    return (q * d.astype(np.float16).astype(np.float32)).astype(np.float64).reshape(shp)
+    return (q * d.astype(np.float16).astype(np.float32)).astype(x.dtype).reshape(shp)
 
 
-def np_forward(model_path, tokens, act_q8=False):
-    """Independent llama forward pass in float64 over dequantized weights: logits [n][n_vocab].
+_WEIGHTS = {}  # (model path, tensor name) -> dequantized float32 array [rows][cols]
+
+
+def np_forward(model_path, tokens, act_q8=False, dtype=np.float64):
+    """Independent llama forward pass over dequantized weights (ggml's dequantization: float32 values
+    d*q (+m)), computed in dtype (float64 by default): logits [n][n_vocab].
     act_q8: also emulate llama.cpp's quantization of activations before quantized-weight matmuls."""
     import gguf
     r = gguf.GGUFReader(model_path)
@@ -387,19 +471,21 @@ def np_forward(model_path, tokens, act_q8=False):
         return x @ w(name).T
 
     def w(name):
-        t = tensors[name]
-        a = gguf.quants.dequantize(t.data, t.tensor_type)
-        shape = [int(s) for s in reversed(t.shape)]
-        return np.asarray(a, dtype=np.float64).reshape(shape)
+        if (model_path, name) not in _WEIGHTS:
+            t = tensors[name]
+            a = gguf.quants.dequantize(t.data, t.tensor_type)
+            shape = [int(s) for s in reversed(t.shape)]
+            _WEIGHTS[(model_path, name)] = np.asarray(a, dtype=np.float32).reshape(shape)
+        return _WEIGHTS[(model_path, name)].astype(dtype)
 
     def rms(x, g):
-        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * g
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + dtype(eps)) * g
 
     n = len(tokens)
     pos = np.arange(n, dtype=np.float64)
     inv = base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
     ang = pos[:, None] * inv[None, :]
-    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    cos, sin = np.cos(ang)[:, None, :].astype(dtype), np.sin(ang)[:, None, :].astype(dtype)
 
     def rope(x):  # x [n][heads][hd], adjacent pairs (llama.cpp ROPE_TYPE_NORM)
         x0, x1 = x[..., 0::2], x[..., 1::2]
@@ -410,7 +496,7 @@ def np_forward(model_path, tokens, act_q8=False):
 
     emb = w("token_embd.weight")
     x = emb[tokens]
-    mask = np.triu(np.full((n, n), -np.inf), 1)
+    mask = np.triu(np.full((n, n), -np.inf, dtype=dtype), 1)
     grp = n_head // n_head_kv
     for il in range(n_layer):
         p = "blk.%d." % il
@@ -418,9 +504,9 @@ def np_forward(model_path, tokens, act_q8=False):
         q = rope(mm(h, p + "attn_q.weight").reshape(n, n_head, hd))
         k = rope(mm(h, p + "attn_k.weight").reshape(n, n_head_kv, hd))
         v = mm(h, p + "attn_v.weight").reshape(n, n_head_kv, hd)
-        att = np.empty((n, n_head, hd))
+        att = np.empty((n, n_head, hd), dtype=dtype)
         for hh in range(n_head):
-            s = q[:, hh, :] @ k[:, hh // grp, :].T / np.sqrt(hd) + mask
+            s = q[:, hh, :] @ k[:, hh // grp, :].T / dtype(np.sqrt(hd)) + mask
             s = np.exp(s - s.max(axis=1, keepdims=True))
             s /= s.sum(axis=1, keepdims=True)
             att[:, hh, :] = s @ v[:, hh // grp, :]
@@ -435,44 +521,77 @@ def np_forward(model_path, tokens, act_q8=False):
 
 # ---------------------------------------------------------------- measurements
 
-def measure(key, model_path):
-    cases = cases_for(key, model_path)
-    ref = open_llama(model_path, n_threads=1)
-    variants = {
-        "threads=2": (open_llama(model_path, n_threads=2), False),
-        "one-by-one": (ref, True),
-        "kv=f16": (open_llama(model_path, n_threads=1, kv_f32=False), False),
-        "n_batch=16": (open_llama(model_path, n_threads=1, n_batch=16), False),
-    }
-    rows = {name: [] for name in list(variants) + ["numpy-f64"]}
-    maxabs, top1_margin = [], []
-    for name, text, special, _ in cases:
-        tokens = ref.tokenize(text.encode("utf-8"), add_bos=True, special=special)
-        base = prompt_logits(ref, tokens)
-        maxabs.extend(np.abs(base).max(axis=1).tolist())
-        srt = np.sort(base, axis=1)
-        top1_margin.extend((srt[:, -1] - srt[:, -2]).tolist())
-        others = {vn: prompt_logits(llm, tokens, one_by_one=obo) for vn, (llm, obo) in variants.items()}
-        others["numpy-f64"] = np_forward(model_path, tokens)
-        for vn, lg in others.items():
-            d = np.abs(lg.astype(np.float64) - base.astype(np.float64))
-            agree = np.mean(np.argmax(lg, axis=1) == np.argmax(base, axis=1))
-            rows[vn].append((d.max(), np.percentile(d, 99), d.mean(),
-                             (d.max(axis=1) / np.abs(base).max(axis=1)).max(), agree, len(tokens)))
-    print("\n## %s (%s)" % (key, os.path.basename(model_path)))
-    ma = np.array(maxabs)
-    print("max|logit| per position over all prompts: median %.2f, min %.2f, max %.2f; "
-          "top1-top2 margin: median %.3f, min %.4f" % (np.median(ma), ma.min(), ma.max(),
-                                                       np.median(top1_margin), min(top1_margin)))
-    print("| variant vs reference (1 thread, batch, KV f32) | max abs diff | p99 abs diff | mean abs diff "
-          "| max (diff / max abs logit) | top-1 agreement |")
+def measure_table(title, ref_name, base_by_case, others_by_case):
+    """Prints one markdown table: every variant against the reference logits, over all prompts."""
+    names = list(others_by_case[0].keys())
+    print("\n### %s" % title)
+    ma = np.concatenate([np.abs(b).max(axis=1) for b in base_by_case])
+    srt = [np.sort(b, axis=1) for b in base_by_case]
+    gap = np.concatenate([s[:, -1] - s[:, -2] for s in srt])
+    print("reference: %s. max|logit| per position: median %.2f, min %.2f, max %.2f; "
+          "top1-top2 gap: median %.3f, min %.4f; %d positions"
+          % (ref_name, np.median(ma), ma.min(), ma.max(), np.median(gap), gap.min(), len(ma)))
+    print("\n| variant | max abs diff | p99 abs diff | mean abs diff | max (diff / max abs logit) "
+          "| top-1 agreement |")
     print("|---|---|---|---|---|---|")
-    for vn, rs in rows.items():
-        a = np.array([r[:5] for r in rs])
-        ntok = sum(r[5] for r in rs)
-        agree = sum(r[4] * r[5] for r in rs) / ntok
-        print("| %s | %.3g | %.3g | %.3g | %.3g | %.4f (%d positions) |" % (
-            vn, a[:, 0].max(), a[:, 1].max(), a[:, 2].mean(), a[:, 3].max(), agree, ntok))
+    for vn in names:
+        d_all = [np.abs(o[vn].astype(np.float64) - b.astype(np.float64))
+                 for o, b in zip(others_by_case, base_by_case)]
+        flat = np.concatenate([d.ravel() for d in d_all])
+        rel = max((d.max(axis=1) / np.abs(b).max(axis=1)).max() for d, b in zip(d_all, base_by_case))
+        agree = np.concatenate([np.argmax(o[vn], 1) == np.argmax(b, 1)
+                                for o, b in zip(others_by_case, base_by_case)])
+        print("| %s | %.3g | %.3g | %.3g | %.3g | %d/%d |" % (
+            vn, flat.max(), np.percentile(flat, 99), flat.mean(), rel, agree.sum(), len(agree)))
+
+
+def measure(key, model_path, tmp_dir):
+    """Spreads of llama.cpp's own CPU paths and distances to numpy, for the native file and (if it is
+    quantized) its F32-dequantized copy."""
+    import tempfile
+    cases = cases_for(key, model_path)
+    print("\n## %s (%s)" % (key, os.path.basename(model_path)))
+    f32_path = None
+    if not is_all_f32(model_path):
+        fd, f32_path = tempfile.mkstemp(suffix=".f32.gguf", dir=tmp_dir)
+        os.close(fd)
+        dequantize_to_f32_gguf(model_path, f32_path)
+    try:
+        bases = [("native file", model_path)] + ([("F32-dequantized copy", f32_path)] if f32_path else [])
+        base_logits = {}
+        for label, path in bases:
+            ref = open_llama(path, n_threads=1)
+            variants = {
+                "llama.cpp n_threads=2": (open_llama(path, n_threads=2), False),
+                "llama.cpp one token per eval": (ref, True),
+                "llama.cpp n_batch=16": (open_llama(path, n_threads=1, n_batch=16), False),
+                "llama.cpp KV cache f16": (open_llama(path, n_threads=1, kv_f32=False), False),
+            }
+            b_by_case, o_by_case = [], []
+            for name, text, special, _ in cases:
+                tokens = ref.tokenize(text.encode("utf-8"), add_bos=True, special=special)
+                base = prompt_logits(ref, tokens)
+                others = {vn: prompt_logits(llm, tokens, one_by_one=obo) for vn, (llm, obo) in variants.items()}
+                if label == bases[-1][0]:
+                    others["numpy float64 (dequantized weights)"] = np_forward(model_path, tokens)
+                    others["numpy float32 (dequantized weights)"] = np_forward(model_path, tokens,
+                                                                               dtype=np.float32)
+                if f32_path and label == "native file":
+                    others["numpy float64 + emulated Q8 activations"] = np_forward(model_path, tokens,
+                                                                                   act_q8=True)
+                b_by_case.append(base)
+                o_by_case.append(others)
+            base_logits[label] = b_by_case
+            measure_table("%s: variants against llama.cpp on the %s" % (key, label),
+                          "llama.cpp, %s, 1 thread, whole prompt in one batch, KV cache F32" % label,
+                          b_by_case, o_by_case)
+        if f32_path:
+            measure_table("%s: llama.cpp on the native file against llama.cpp on the F32 copy" % key,
+                          "llama.cpp on the F32-dequantized copy", base_logits["F32-dequantized copy"],
+                          [{"llama.cpp on the native (quantized) file": b} for b in base_logits["native file"]])
+    finally:
+        if f32_path:
+            os.unlink(f32_path)
 
 
 def main():
@@ -482,6 +601,8 @@ def main():
     ap.add_argument("--smollm2", default=None, help="path of SmolLM2-135M-Instruct.Q4_1.gguf "
                     "(default: scripts/fetch_model.sh's cache)")
     ap.add_argument("--shared", default="/work/shared/models", help="owners' models directory")
+    ap.add_argument("--tmp-dir", default=None, help="where the temporary F32 copy (about 540 MB for "
+                    "SmolLM2) is written; default $TMPDIR or /tmp")
     ap.add_argument("--measure", action="store_true", help="print precision tables, write nothing")
     ap.add_argument("--only", choices=sorted(MODELS), help="one model only")
     args = ap.parse_args()
@@ -494,11 +615,11 @@ def main():
     if args.measure:
         print(llama_cpp_version_line())
         for k in keys:
-            measure(k, paths[k])
+            measure(k, paths[k], args.tmp_dir)
         return
     ok = True
     for k in keys:
-        res = write_fixture(k, paths[k], os.path.normpath(args.out_dir))
+        res = write_fixture(k, paths[k], os.path.normpath(args.out_dir), args.tmp_dir)
         if k == "stories260K":
             ok = check_stories_golden(res, args.shared) and ok
     if not ok:
