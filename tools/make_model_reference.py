@@ -5,15 +5,15 @@
 For every prompt it records: llama.cpp's token ids (BOS as llama.cpp adds it), the argmax at every
 prompt position, the top-10 (id, logit) pairs at every position, the full logit vector at the last
 position for selected prompts, and a 64-token greedy continuation (argmax, lowest id on ties, no
-penalties) with the top-1/top-2 logit gap at every step. The file format is described in FORMAT below
-and in tools/README.md.
+penalties) with the top-1/top-2 logit gap at every step. It records all of this twice: from llama.cpp
+on the file as it is, and (f32_ records) from llama.cpp on a temporary copy of the GGUF with every
+tensor dequantized to F32, which is what an engine that dequantizes weights to f32 computes; the
+latter is checked against an independent float64 numpy forward pass. The stories260K greedy output is
+checked against the owners' golden. The file format is FORMAT below and in tools/README.md.
 
-It also has two checking modes that write nothing:
-  --measure   how much llama.cpp's logits move between its own CPU paths (threads, batch vs one token
-              at a time, f16 vs f32 KV cache) and how far they are from an independent float64 numpy
-              forward pass over dequantized weights (which is what an engine that dequantizes to f32
-              computes, up to f32 rounding); the tables go into tools/README.md.
-  the stories260K golden (owners' file) is always checked against llama.cpp's greedy output.
+--measure writes nothing: it prints how much llama.cpp's logits move between its own CPU paths
+(threads, whole prompt vs one token per eval, n_batch, f16 vs f32 KV cache) and how far they are from
+the numpy forward pass, for the native file and the F32 copy; the tables are in tools/README.md.
 
 Usage:
   pip install llama-cpp-python==0.3.36 gguf numpy
@@ -24,7 +24,6 @@ Usage:
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -431,8 +430,10 @@ def check_stories_golden(results, shared_dir):
 # ---------------------------------------------------------------- numpy float64 forward pass
 
 def quantize_act_q8(x):
-    """Round-trips activations through ggml's Q8_0/Q8_1 (blocks of 32, d = amax/127 stored as f16), as
-    llama.cpp's CPU backend does before a matmul with Q4_1 or Q8_0 weights; used by --measure only."""
+    """Round-trips activations through 8-bit blocks of 32 (d = amax/127 stored as f16, like ggml's Q8_0/
+    Q8_1) to show the size of the effect of llama.cpp quantizing activations before a matmul with
+    quantized weights. Not an exact emulation: llama.cpp's batched kernels differ in detail (measured:
+    this moves logits as much as llama.cpp does, but not in the same way). Used by --measure only."""
     shp = x.shape
     b = x.reshape(-1, 32).astype(np.float32)
     amax = np.abs(b).max(axis=1, keepdims=True)
