@@ -37,6 +37,7 @@ struct kv_pool {
     uint64_t map_mask;
 
     uint8_t *hash_buf; /* [8 + 4 block_size] scratch for one key computation */
+    uint64_t key_mask; /* all ones; fewer bits only in tests (kv_pool_debug_key_bits) */
 
     int64_t n_queries; /* tokens */
     int64_t n_hits;    /* tokens */

@@ -61,6 +61,7 @@ pagoda_status kv_pool_init(int32_t n_blocks, int32_t block_size, kv_pool **out) 
     uint64_t map_cap = 1;
     while (map_cap < 2 * (uint64_t)n_blocks) map_cap <<= 1;
     pool->map_mask = map_cap - 1;
+    pool->key_mask = UINT64_MAX;
     size_t nb = (size_t)n_blocks;
     pool->ref = calloc(nb, sizeof *pool->ref);
     pool->prev = malloc((nb + 1) * sizeof *pool->prev);

@@ -197,5 +197,8 @@ int32_t kv_pool_free_prev(const kv_pool *pool, int32_t block);
 bool kv_pool_block_cached(const kv_pool *pool, int32_t block, uint64_t *key, const int32_t **tokens);
 /* The block registered under key, or -1. */
 int32_t kv_pool_lookup(const kv_pool *pool, uint64_t key);
+/* Tests only, on a fresh pool: keeps only the low `bits` bits of every key (block_keys too), so
+ * keys collide all the time and the verification behind every hit is exercised. */
+void kv_pool_debug_key_bits(kv_pool *pool, int bits);
 
 #endif

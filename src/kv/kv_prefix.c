@@ -25,7 +25,7 @@ uint64_t kv_hash_block(kv_pool *pool, uint64_t parent_key, const int32_t *tokens
     size_t n_bytes = 4 * (size_t)pool->block_size;
     memcpy(pool->hash_buf, &parent_key, 8);
     memcpy(pool->hash_buf + 8, tokens, n_bytes);
-    return XXH64(pool->hash_buf, 8 + n_bytes, KV_HASH_SEED);
+    return XXH64(pool->hash_buf, 8 + n_bytes, KV_HASH_SEED) & pool->key_mask;
 }
 
 int32_t kv_map_find(const kv_pool *pool, uint64_t key) {
@@ -191,3 +191,7 @@ bool kv_pool_block_cached(const kv_pool *pool, int32_t block, uint64_t *key, con
 }
 
 int32_t kv_pool_lookup(const kv_pool *pool, uint64_t key) { return kv_map_find(pool, key); }
+
+void kv_pool_debug_key_bits(kv_pool *pool, int bits) {
+    pool->key_mask = bits >= 64 ? UINT64_MAX : bits <= 0 ? 0 : (UINT64_C(1) << bits) - 1;
+}
