@@ -216,6 +216,8 @@ typedef struct sim_seq {
     uint64_t *ctx;   /* [cap] ctx[p]: rolling hash of tokens[0..p], what slot p's K/V depend on */
     int64_t n, cap;
     int64_t n_computed;
+    int32_t doc; /* decoding mostly follows this document, so rewrites after truncation repeat
+                  * cached content */
     kv_block_table table;
 } sim_seq;
 
@@ -328,8 +330,14 @@ static void op_admit(sim *s) {
     sim_seq *q = free_slot(s);
     if (!q) return;
     q->n = q->n_computed = 0;
-    if (rnd(s, 8) != 0) { /* most prompts start with a prefix of a shared document */
-        const int32_t *doc = s->docs[rnd(s, N_DOCS)];
+    q->doc = (int32_t)rnd(s, N_DOCS);
+    uint32_t kind = rnd(s, 8);
+    if (kind == 0) { /* one block of tokens repeated: equal blocks at different depths */
+        int32_t rep = 1 + (int32_t)rnd(s, 6), first = (int32_t)rnd(s, 2);
+        for (int32_t r = 0; r < rep; r++)
+            for (int32_t i = 0; i < s->bs; i++) seq_push(q, first + i % 2);
+    } else if (kind != 1) { /* most prompts start with a prefix of a shared document */
+        const int32_t *doc = s->docs[q->doc];
         int32_t len = (int32_t)rnd(s, DOC_LEN + 1);
         for (int32_t i = 0; i < len; i++) seq_push(q, doc[i]);
     }
@@ -371,7 +379,7 @@ static void op_step(sim *s, sim_seq *q) {
         int64_t left = q->n - q->n_computed, chunk = 1 + rnd(s, (uint32_t)(3 * bs + 5));
         k = chunk < left ? chunk : left;
     } else {
-        seq_push(q, (int32_t)rnd(s, VOCAB));
+        seq_push(q, q->n < DOC_LEN && rnd(s, 4) != 0 ? s->docs[q->doc][q->n] : (int32_t)rnd(s, VOCAB));
         k = 1;
     }
     int64_t end = q->n_computed + k, lookahead = rnd(s, 4) == 0 ? rnd(s, (uint32_t)(2 * bs)) : 0;
@@ -420,6 +428,7 @@ static void op_fork(sim *s, sim_seq *q) {
     f->n = 0;
     for (int64_t i = 0; i < q->n; i++) seq_push(f, q->tokens[i]);
     f->n_computed = q->n_computed;
+    f->doc = (int32_t)rnd(s, N_DOCS);
     CHECK(kv_pool_fork(s->pool, &q->table, &f->table) == PAGODA_OK);
     f->live = true;
 }
@@ -429,6 +438,7 @@ static void op_truncate(sim *s, sim_seq *q) {
     CHECK(kv_pool_truncate(s->pool, &q->table, n) == PAGODA_OK);
     CHECK(q->table.n_tokens == n && q->table.n_committed <= n / s->bs);
     q->n = q->n_computed = n;
+    q->doc = (int32_t)rnd(s, N_DOCS);
 }
 /* Every invariant of the file comment; one CHECK per kind of fault so a failure reads clearly. */
 static void check_state(sim *s, int64_t step) {
@@ -579,7 +589,8 @@ int main(void) {
     static const int32_t runs[][4] = {/* n_blocks, block_size, steps, key bits */
                                       {24, 4, 3000, 64}, {64, 1, 2000, 64}, {40, 3, 3000, 64},
                                       {40, 16, 2500, 64}, {12, 2, 2000, 64}, {96, 4, 3000, 64},
-                                      {48, 2, 3000, 3}, {32, 4, 3000, 1}};
+                                      {48, 2, 3000, 3}, {32, 4, 20000, 1}, {20, 2, 20000, 1},
+                                      {40, 3, 20000, 2}};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
         random_run(seed + i, runs[i][0], runs[i][1], runs[i][2], runs[i][3]);
     return test_finish();
