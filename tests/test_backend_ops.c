@@ -109,7 +109,7 @@ static void fill_random(float *x, size_t n, float scale) {
 
 static backend *backend_new(int n_threads, int64_t max_cols) {
     backend *be = NULL;
-    pagoda_status st = cpu_backend_init(n_threads, max_cols, &be);
+    pagoda_status st = cpu_backend_init(n_threads, max_cols, NULL, &be);
     CHECK_MSG(st == PAGODA_OK && be, "cpu_backend_init(%d, %lld): %s", n_threads, (long long)max_cols,
               pagoda_last_error());
     if (be) CHECK(be->n_threads(be) == n_threads);

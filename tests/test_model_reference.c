@@ -309,7 +309,7 @@ static void check_fixture(const char *fixture, const char *float_fixture, const 
         return;
     }
     CHECK(vocab_load(m->file, &v) == PAGODA_OK);
-    CHECK(cpu_backend_init(0, m->hp.n_ff, &be) == PAGODA_OK);
+    CHECK(cpu_backend_init(0, m->hp.n_ff, NULL, &be) == PAGODA_OK);
     CHECK(model_context_init(m, be, 1024, 512, &ctx) == PAGODA_OK);
     CHECK(pagoda_model_load(model_path, &mp, &api_model) == PAGODA_OK);
     CHECK(m->hp.n_vocab == n_vocab);
@@ -385,7 +385,7 @@ static void check_generated(const char *shape_name) {
     int n_cases = parse_fixture(text, cases, 8, model_name, &n_vocab, "");
     free(text);
     CHECK(n_cases > 0 && n_vocab == m->hp.n_vocab);
-    CHECK(cpu_backend_init(2, m->hp.n_ff, &be) == PAGODA_OK);
+    CHECK(cpu_backend_init(2, m->hp.n_ff, NULL, &be) == PAGODA_OK);
     CHECK(model_context_init(m, be, 1024, 1024, &ctx) == PAGODA_OK);
     printf("gen-model %s (%s%s%s)\n", shape_name, m->hp.arch_name, m->hp.tied_output ? ", tied" : ", untied",
            m->layers[0].bq ? ", qkv biases" : "");

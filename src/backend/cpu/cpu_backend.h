@@ -2,11 +2,12 @@
 #ifndef PAGODA_BACKEND_CPU_H
 #define PAGODA_BACKEND_CPU_H
 
-#include "backend/backend.h" /* defines: backend */
+#include "backend/backend.h"                 /* defines: backend */
+#include "backend/cpu/cpu_paged_attention.h" /* defines: paged_attention_limits */
 
-/* n_threads <= 0: one per CPU. max_cols: the longest weight row any matmul will see (sizes the
- * per-thread dequantization scratch, allocated once here). Errors: PAGODA_ERR_OUT_OF_MEMORY,
- * PAGODA_ERR_INVALID_ARGUMENT. */
-pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, backend **out);
+/* n_threads <= 0: one per CPU. max_cols: the longest weight row any matmul will see; limits: the
+ * largest attention batch (sizes the scratch, all allocated once here). Errors:
+ * PAGODA_ERR_OUT_OF_MEMORY, PAGODA_ERR_INVALID_ARGUMENT. */
+pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, const paged_attention_limits *limits, backend **out);
 
 #endif

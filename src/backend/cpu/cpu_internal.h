@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "backend/backend.h"  /* defines: backend, backend_matrix */
+#include "backend/cpu/cpu_paged_attention.h" /* defines: cpu_paged_attention */
 #include "core/threadpool.h"  /* defines: threadpool */
 
 enum {
@@ -18,6 +19,7 @@ typedef struct cpu_backend {
     int64_t max_cols;
     int64_t chunk_rows;     /* rows dequantized at once: fits CPU_MATMUL_CHUNK_BYTES, multiple of the tile */
     float **scratch;        /* [n_threads][chunk_rows * max_cols] dequantized rows */
+    cpu_paged_attention *paged; /* attention workspace */
 } cpu_backend;
 
 void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens);
