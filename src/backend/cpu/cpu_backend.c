@@ -57,9 +57,7 @@ static int cpu_n_threads(const backend *be) { return threadpool_n_threads(((cons
 static void cpu_free(backend *be) {
     cpu_backend *cpu = (cpu_backend *)be;
     if (!cpu) return;
-    if (cpu->scratch)
-        for (int i = 0; i < threadpool_n_threads(cpu->pool); i++) free(cpu->scratch[i]);
-    free(cpu->scratch);
+    cpu_matmul_scratch_free(cpu);
     threadpool_free(cpu->pool);
     free(cpu);
 }
@@ -87,20 +85,9 @@ pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, backend **out) {
         .free = cpu_free,
     };
     cpu->max_cols = max_cols;
-    int64_t rows = CPU_MATMUL_CHUNK_BYTES / ((int64_t)sizeof(float) * max_cols);
-    rows -= rows % CPU_MATMUL_ROW_TILE;
-    if (rows < CPU_MATMUL_ROW_TILE) rows = CPU_MATMUL_ROW_TILE;
-    if (rows > 4096) rows = 4096;
-    cpu->chunk_rows = rows;
-    int n = threadpool_n_threads(cpu->pool);
-    cpu->scratch = calloc((size_t)n, sizeof *cpu->scratch);
-    for (int i = 0; cpu->scratch && i < n; i++) {
-        cpu->scratch[i] = malloc((size_t)(rows * max_cols) * sizeof(float));
-        if (!cpu->scratch[i]) break;
-    }
-    if (!cpu->scratch || !cpu->scratch[n - 1]) {
+    if ((st = cpu_matmul_scratch_init(cpu, max_cols))) {
         cpu_free(&cpu->base);
-        return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the CPU backend's scratch");
+        return st;
     }
     *out = &cpu->base;
     return PAGODA_OK;
