@@ -30,6 +30,7 @@ enum {
     CPU_MATMUL_MAX_TOKENS = 512,       /* tokens quantized per piece */
     CPU_MATMUL_ACT_L2_BYTES = 1 << 18, /* quantized activations swept per row tile */
     CPU_MATMUL_STREAM_ELEMS = 256,     /* elements per step of the streaming fallback */
+    CPU_MATMUL_FUSED_TOKENS = 3,       /* pieces of at most this many tokens use the fused kernels */
 };
 
 struct cpu_matmul_scratch {
@@ -129,6 +130,7 @@ typedef struct matmul_job {
     int64_t n_piece;  /* integer path: tokens in the current piece */
     cpu_isa isa;
     cpu_expand_fn expand;
+    cpu_qdot_rows_fn fused; /* few-token kernel, or NULL */
 } matmul_job;
 
 /* This thread's row tiles [*r_begin, *r_end), in whole tiles of CPU_QDOT_MAX_ROWS. */
@@ -159,6 +161,11 @@ static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
     tile->n_cols = n;
     int64_t r_begin, r_end;
     split_rows(w->n_rows, thread_index, n_threads, &r_begin, &r_end);
+    if (job->fused && job->n_piece <= CPU_MATMUL_FUSED_TOKENS) {
+        job->fused((const uint8_t *)w->data + (size_t)r_begin * w->row_bytes, w->row_bytes, r_end - r_begin,
+                   &job->mm->act, 0, job->n_piece, job->y + job->t0 * w->n_rows + r_begin, w->n_rows);
+        return;
+    }
     /* tokens per sweep: their quantized rows (n + n/8 + n/4 bytes each) stay in L2 */
     int64_t token_block = CPU_MATMUL_ACT_L2_BYTES / (n + n / 8 + n / 4);
     token_block = token_block < 4 ? 4 : token_block / 4 * 4;
@@ -302,7 +309,7 @@ void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, 
     cpu_backend *cpu = (cpu_backend *)be;
     cpu_matmul_scratch *mm = cpu->mm;
     matmul_job job = {.mm = mm, .w = w, .x = x, .y = y, .n_tokens = n_tokens, .isa = current_isa(),
-                      .expand = cpu_expand_get(w->type)};
+                      .expand = cpu_expand_get(w->type), .fused = cpu_qdot_rows_get(w->type)};
     if (n_tokens <= 0 || w->n_rows <= 0) return;
     if (w->n_cols > mm->max_cols) {
         threadpool_run(cpu->pool, matmul_stream_thread, &job);

@@ -50,25 +50,32 @@ static inline __attribute__((always_inline)) void tile_4xT(const uint16_t *const
                                                            int64_t t, const int T, float out[4][4]) {
     const int64_t n = job->w->n_cols;
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) acc[r][j] = _mm512_setzero_ps();
     for (int64_t i = 0; i < job->n_pad; i += 32) {
         __mmask32 m = n - i >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (n - i)) - 1);
         __m512i xh[4], xl[4];
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             const uint16_t *hi = job->x_bf16 + (t + j) * 2 * job->n_pad;
             xh[j] = _mm512_loadu_si512((const void *)(hi + i));
             xl[j] = _mm512_loadu_si512((const void *)(hi + job->n_pad + i));
         }
+        #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, rows[r] + i);
+            #pragma GCC unroll 4
             for (int j = 0; j < T; j++) {
                 acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv, (__m512bh)xh[j]);
                 acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv, (__m512bh)xl[j]);
             }
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) out[r][j] = _mm512_reduce_add_ps(acc[r][j]);
 }
 
@@ -85,6 +92,7 @@ static void matmul_thread(void *arg, int thread_index, int n_threads) {
         for (int64_t r0 = tile_begin * 4; r0 < r_end; r0 += 4) {
             int n_rows = (int)(r_end - r0 < 4 ? r_end - r0 : 4);
             const uint16_t *rows[4];
+            #pragma GCC unroll 4
             for (int r = 0; r < 4; r++)
                 rows[r] = (const uint16_t *)((const uint8_t *)w->data + (size_t)(r0 + (r < n_rows ? r : 0)) *
                                                                             w->row_bytes);
@@ -97,6 +105,7 @@ static void matmul_thread(void *arg, int thread_index, int n_threads) {
                 case 2: tile_4xT(rows, job, t, 2, out); break;
                 default: tile_4xT(rows, job, t, 1, out); break;
                 }
+                #pragma GCC unroll 4
                 for (int j = 0; j < T; j++) {
                     float *yt = job->y + (job->t0 + t + j) * w->n_rows + r0;
                     for (int r = 0; r < n_rows; r++) yt[r] = out[r][j];

@@ -180,22 +180,27 @@ static inline __attribute__((always_inline)) void tile_4xT(const cpu_wtile *tile
     const int64_t n = tile->n_cols, nb = n / 32;
     const int8_t *xq[2];
     const float *xd[2];
+    #pragma GCC unroll 4
     for (int j = 0; j < 2; j++) {
         int64_t tj = t + (j < T ? j : 0);
         xq[j] = act->q + tj * n;
         xd[j] = act->d + tj * nb;
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m256i xv[2];
         __m256 dx[2];
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             xv[j] = _mm256_loadu_si256((const __m256i *)(xq[j] + 32 * b));
             dx[j] = _mm256_broadcast_ss(xd[j] + b);
         }
+        #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             __m256i wv = _mm256_loadu_si256((const __m256i *)(wq[r] + 32 * b));
             __m256 sv = _mm256_loadu_ps(ws[r] + 8 * b);
+            #pragma GCC unroll 4
             for (int j = 0; j < T; j++) {
                 __m256i isum = is_signed ? dot_u8s8(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv[j], wv))
                                          : dot_u8s8(wv, xv[j]);
@@ -210,6 +215,7 @@ void cpu_qdot_tile_avx2(const cpu_wtile *tile, int n_rows, const cpu_qact *act, 
     const int64_t n = tile->n_cols;
     const uint8_t *wq[4];
     const float *ws[4], *wm[4];
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
         int rr = r < n_rows ? r : 0; /* missing rows repeat row 0; their results are dropped */
         wq[r] = tile->q + rr * n;
@@ -226,6 +232,7 @@ void cpu_qdot_tile_avx2(const cpu_wtile *tile, int n_rows, const cpu_qact *act, 
             if (T == 2) tile_4xT(tile, wq, ws, act, t, 2, false, acc);
             else tile_4xT(tile, wq, ws, act, t, 1, false, acc);
         }
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             const float *s16 = act->s16 + (t + j) * (n / 16);
             float *yt = y + (t + j) * y_stride;

@@ -21,24 +21,30 @@ static inline __attribute__((always_inline)) void tile_4xT(const cpu_wtile *tile
     const int64_t n = tile->n_cols, nb = n / 32;
     const int8_t *xq[4];
     const float *xd[4];
+    #pragma GCC unroll 4
     for (int j = 0; j < T; j++) {
         xq[j] = act->q + (t + j) * n;
         xd[j] = act->d + (t + j) * nb;
     }
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) acc[r][j] = _mm512_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         __m512i xv[4];
         __m512 dx[4];
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             xv[j] = _mm512_loadu_si512((const void *)(xq[j] + 32 * b));
             dx[j] = block_pair_scales(xd[j] + b);
         }
+        #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             __m512i wv = _mm512_loadu_si512((const void *)(wq[r] + 32 * b));
             __m512 sv = _mm512_loadu_ps(ws[r] + 8 * b);
+            #pragma GCC unroll 4
             for (int j = 0; j < T; j++) {
                 __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv[j]);
                 acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sv, dx[j]), acc[r][j]);
@@ -50,20 +56,25 @@ static inline __attribute__((always_inline)) void tile_4xT(const cpu_wtile *tile
         const __mmask16 m32 = 0x00FF;
         __m512i xv[4];
         __m512 dx[4];
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             xv[j] = _mm512_maskz_loadu_epi8(m8, xq[j] + 32 * b);
             dx[j] = _mm512_set1_ps(xd[j][b]);
         }
+        #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             __m512i wv = _mm512_maskz_loadu_epi8(m8, wq[r] + 32 * b);
             __m512 sv = _mm512_maskz_loadu_ps(m32, ws[r] + 8 * b);
+            #pragma GCC unroll 4
             for (int j = 0; j < T; j++) {
                 __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv[j]);
                 acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sv, dx[j]), acc[r][j]);
             }
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) out[r][j] = _mm512_reduce_add_ps(acc[r][j]);
 }
 
@@ -72,6 +83,7 @@ void cpu_qdot_tile_avx512(const cpu_wtile *tile, int n_rows, const cpu_qact *act
     const int64_t n = tile->n_cols;
     const uint8_t *wq[4];
     const float *ws[4], *wm[4];
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
         int rr = r < n_rows ? r : 0; /* missing rows repeat row 0; their results are dropped */
         wq[r] = tile->q + rr * n;
@@ -87,6 +99,7 @@ void cpu_qdot_tile_avx512(const cpu_wtile *tile, int n_rows, const cpu_qact *act
         case 2: tile_4xT(tile, wq, ws, act, t, 2, out); break;
         default: tile_4xT(tile, wq, ws, act, t, 1, out); break;
         }
+        #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             const float *s16 = act->s16 + (t + j) * (n / 16);
             float *yt = y + (t + j) * y_stride;
