@@ -15,6 +15,11 @@
 #include "backend/cpu/cpu_quant_dot.h" /* defines: cpu_qact, cpu_qdot_rows_fn */
 #include "core/dtype.h"                /* defines: DTYPE_* */
 
+/* Rows stream from memory once per token: prefetch the same block this many 4-row tiles ahead. */
+#ifndef PF_TILES
+#define PF_TILES 1
+#endif
+
 static inline float load_f16(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -75,7 +80,8 @@ static inline int block_bytes(const int type) {
 
 /* R rows (1 or 4) x one token: out[r] = dot(row r, token t). */
 static inline __attribute__((always_inline)) void rows_x1(const int type, const int R, const uint8_t *const rows[4],
-                                                          const cpu_qact *act, int64_t t, float out[4]) {
+                                                          const cpu_qact *act, int64_t t, int64_t prefetch_offset,
+                                                          float out[4]) {
     const int64_t n = act->n_cols, nb = n / 32;
     const int bb = block_bytes(type);
     const int8_t *xq = act->q + t * n;
@@ -91,7 +97,7 @@ static inline __attribute__((always_inline)) void rows_x1(const int type, const 
         #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             float d, m;
-            _mm_prefetch((const char *)rows[r] + (b + 12) * bb, _MM_HINT_T0);
+            _mm_prefetch((const char *)rows[r] + prefetch_offset + b * bb, _MM_HINT_T0);
             __m256i q = load_block(type, rows[r] + b * bb, &d, &m);
             __m256i p = type == DTYPE_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xv, q))
                                            : _mm256_maddubs_epi16(q, xv);
@@ -114,7 +120,7 @@ static inline __attribute__((always_inline)) void dot_rows(const int type, const
         for (int r = 0; r < 4; r++) rows[r] = w + (size_t)(r0 + r) * row_bytes;
         for (int64_t t = t_begin; t < t_end; t++) {
             float out[4];
-            rows_x1(type, 4, rows, act, t, out);
+            rows_x1(type, 4, rows, act, t, PF_TILES * 4 * (int64_t)row_bytes, out);
             memcpy(y + t * y_stride + r0, out, sizeof out);
         }
     }
@@ -122,7 +128,7 @@ static inline __attribute__((always_inline)) void dot_rows(const int type, const
         const uint8_t *rows[4] = {w + (size_t)r0 * row_bytes};
         for (int64_t t = t_begin; t < t_end; t++) {
             float out[4];
-            rows_x1(type, 1, rows, act, t, out);
+            rows_x1(type, 1, rows, act, t, 0, out);
             y[t * y_stride + r0] = out[0];
         }
     }
