@@ -92,8 +92,15 @@ void cpu_qdot_tile_avx512(const cpu_wtile *tile, int n_rows, const cpu_qact *act
  * activation row t) for r < n_rows, t in [t_begin, t_end), reading the GGUF blocks directly. */
 typedef void (*cpu_qdot_rows_fn)(const uint8_t *w, size_t row_bytes, int64_t n_rows, const cpu_qact *act,
                                  int64_t t_begin, int64_t t_end, float *y, int64_t y_stride);
-/* The fused kernel for `type` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), or NULL. */
+/* The fused kernel for `type` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), or NULL. */
 cpu_qdot_rows_fn cpu_qdot_rows_get(uint32_t type);
+/* The K-quant ones (cpu_quant_dot_decode_kquants.c). */
+void cpu_qdot_rows_q4_k(const uint8_t *w, size_t row_bytes, int64_t n_rows, const cpu_qact *act, int64_t t_begin,
+                        int64_t t_end, float *y, int64_t y_stride);
+void cpu_qdot_rows_q5_k(const uint8_t *w, size_t row_bytes, int64_t n_rows, const cpu_qact *act, int64_t t_begin,
+                        int64_t t_end, float *y, int64_t y_stride);
+void cpu_qdot_rows_q6_k(const uint8_t *w, size_t row_bytes, int64_t n_rows, const cpu_qact *act, int64_t t_begin,
+                        int64_t t_end, float *y, int64_t y_stride);
 
 /* y = x W^T for BF16 W with AVX-512 BF16 (cpu_matmul_avx512.c); x is split into two bf16 halves.
  * x_bf16: scratch of [max_tokens][2][n_cols rounded up to 32]; larger n_tokens go in pieces. */

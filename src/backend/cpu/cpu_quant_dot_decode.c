@@ -1,5 +1,6 @@
 /* backend/cpu/cpu_quant_dot_decode.c - fused AVX2 kernels for the few-token (decode) case of the
- * legacy 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
+ * legacy 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0); the K-quant ones are in
+ * cpu_quant_dot_decode_kquants.c.
  *
  * With one token, expanding a tile (cpu_quant_dot.c) costs as much as the dot product it feeds, so
  * these kernels read the GGUF blocks directly: per block, unpack the codes into a register, one
@@ -152,6 +153,9 @@ cpu_qdot_rows_fn cpu_qdot_rows_get(uint32_t type) {
     case DTYPE_Q5_0: return dot_rows_q5_0;
     case DTYPE_Q5_1: return dot_rows_q5_1;
     case DTYPE_Q8_0: return dot_rows_q8_0;
+    case DTYPE_Q4_K: return cpu_qdot_rows_q4_k;
+    case DTYPE_Q5_K: return cpu_qdot_rows_q5_k;
+    case DTYPE_Q6_K: return cpu_qdot_rows_q6_k;
     default: return NULL;
     }
 }
