@@ -10,7 +10,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_internal.h" /* defines: cpu_dot, cpu_hsum256 */
+#include "backend/cpu/cpu_internal.h" /* defines: cpu_hsum256 */
 #include "core/dtype.h"               /* defines: DTYPE_* */
 
 /* ---------------------------------------------------------------------------------------------
@@ -174,7 +174,8 @@ static inline __m256i dot_u8s8(__m256i w, __m256i x) {
 
 /* 4 rows x T tokens (T = 1 or 2, a constant after inlining). */
 static inline __attribute__((always_inline)) void tile_4xT(const cpu_wtile *tile, const uint8_t *const wq[4],
-                                                           const float *const ws[4], const cpu_qact *act,
+                                                           const float *const ws[4], const float *const wm[4],
+                                                           const cpu_qact *act,
                                                            int64_t t, const int T, const bool is_signed,
                                                            __m256 acc[4][2]) {
     const int64_t n = tile->n_cols, nb = n / 32;
@@ -208,6 +209,36 @@ static inline __attribute__((always_inline)) void tile_4xT(const cpu_wtile *tile
             }
         }
     }
+    if (tile->has_min) { /* + sum_g min[g] * s16[g], into the same accumulators */
+        const int64_t n_groups = n / 16; /* a multiple of 2: n is a multiple of 32 */
+        const float *sx[2];
+        for (int j = 0; j < 2; j++) sx[j] = act->s16 + (t + (j < T ? j : 0)) * n_groups;
+        int64_t g = 0;
+        for (; g + 8 <= n_groups; g += 8) {
+            __m256 sv[2];
+            #pragma GCC unroll 4
+            for (int j = 0; j < T; j++) sv[j] = _mm256_loadu_ps(sx[j] + g);
+            #pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m256 mv = _mm256_loadu_ps(wm[r] + g);
+                #pragma GCC unroll 4
+                for (int j = 0; j < T; j++) acc[r][j] = _mm256_fmadd_ps(mv, sv[j], acc[r][j]);
+            }
+        }
+        if (g < n_groups) { /* 2, 4 or 6 groups left */
+            const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n_groups - g)), lanes);
+            __m256 sv[2];
+            #pragma GCC unroll 4
+            for (int j = 0; j < T; j++) sv[j] = _mm256_maskload_ps(sx[j] + g, m);
+            #pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m256 mv = _mm256_maskload_ps(wm[r] + g, m);
+                #pragma GCC unroll 4
+                for (int j = 0; j < T; j++) acc[r][j] = _mm256_fmadd_ps(mv, sv[j], acc[r][j]);
+            }
+        }
+    }
 }
 
 void cpu_qdot_tile_avx2(const cpu_wtile *tile, int n_rows, const cpu_qact *act, int64_t t_begin, int64_t t_end,
@@ -226,21 +257,16 @@ void cpu_qdot_tile_avx2(const cpu_wtile *tile, int n_rows, const cpu_qact *act, 
         __m256 acc[4][2];
         int T = t + 1 < t_end ? 2 : 1;
         if (tile->is_signed) {
-            if (T == 2) tile_4xT(tile, wq, ws, act, t, 2, true, acc);
-            else tile_4xT(tile, wq, ws, act, t, 1, true, acc);
+            if (T == 2) tile_4xT(tile, wq, ws, wm, act, t, 2, true, acc);
+            else tile_4xT(tile, wq, ws, wm, act, t, 1, true, acc);
         } else {
-            if (T == 2) tile_4xT(tile, wq, ws, act, t, 2, false, acc);
-            else tile_4xT(tile, wq, ws, act, t, 1, false, acc);
+            if (T == 2) tile_4xT(tile, wq, ws, wm, act, t, 2, false, acc);
+            else tile_4xT(tile, wq, ws, wm, act, t, 1, false, acc);
         }
         #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
-            const float *s16 = act->s16 + (t + j) * (n / 16);
             float *yt = y + (t + j) * y_stride;
-            for (int r = 0; r < n_rows; r++) {
-                float v = cpu_hsum256(acc[r][j]);
-                if (tile->has_min) v += cpu_dot(wm[r], s16, n / 16);
-                yt[r] = v;
-            }
+            for (int r = 0; r < n_rows; r++) yt[r] = cpu_hsum256(acc[r][j]);
         }
     }
 }

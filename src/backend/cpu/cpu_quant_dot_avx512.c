@@ -6,7 +6,6 @@
  */
 #include <immintrin.h>
 
-#include "backend/cpu/cpu_internal.h" /* defines: cpu_dot */
 #include "backend/cpu/cpu_quant_dot.h"
 
 /* [d0 x 8, d1 x 8]: the scales of blocks b and b + 1 over their 8 lanes each. */
@@ -16,8 +15,9 @@ static inline __m512 block_pair_scales(const float *d) {
 
 /* 4 rows x T tokens (T = 1..4, a constant after inlining). */
 static inline __attribute__((always_inline)) void tile_4xT(const cpu_wtile *tile, const uint8_t *const wq[4],
-                                                           const float *const ws[4], const cpu_qact *act,
-                                                           int64_t t, const int T, float out[4][4]) {
+                                                           const float *const ws[4], const float *const wm[4],
+                                                           const cpu_qact *act, int64_t t, const int T,
+                                                           float out[4][4]) {
     const int64_t n = tile->n_cols, nb = n / 32;
     const int8_t *xq[4];
     const float *xd[4];
@@ -72,6 +72,21 @@ static inline __attribute__((always_inline)) void tile_4xT(const cpu_wtile *tile
             }
         }
     }
+    if (tile->has_min) { /* + sum_g min[g] * s16[g], into the same accumulators */
+        const int64_t n_groups = n / 16;
+        for (int64_t g = 0; g < n_groups; g += 16) {
+            __mmask16 m = n_groups - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_groups - g)) - 1);
+            __m512 sv[4];
+            #pragma GCC unroll 4
+            for (int j = 0; j < T; j++) sv[j] = _mm512_maskz_loadu_ps(m, act->s16 + (t + j) * n_groups + g);
+            #pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m512 mv = _mm512_maskz_loadu_ps(m, wm[r] + g);
+                #pragma GCC unroll 4
+                for (int j = 0; j < T; j++) acc[r][j] = _mm512_fmadd_ps(mv, sv[j], acc[r][j]);
+            }
+        }
+    }
     #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
         #pragma GCC unroll 4
@@ -94,17 +109,12 @@ void cpu_qdot_tile_avx512(const cpu_wtile *tile, int n_rows, const cpu_qact *act
         float out[4][4];
         int T = t_end - t < 4 ? (int)(t_end - t) : 4;
         switch (T) {
-        case 4: tile_4xT(tile, wq, ws, act, t, 4, out); break;
-        case 3: tile_4xT(tile, wq, ws, act, t, 3, out); break;
-        case 2: tile_4xT(tile, wq, ws, act, t, 2, out); break;
-        default: tile_4xT(tile, wq, ws, act, t, 1, out); break;
+        case 4: tile_4xT(tile, wq, ws, wm, act, t, 4, out); break;
+        case 3: tile_4xT(tile, wq, ws, wm, act, t, 3, out); break;
+        case 2: tile_4xT(tile, wq, ws, wm, act, t, 2, out); break;
+        default: tile_4xT(tile, wq, ws, wm, act, t, 1, out); break;
         }
-        #pragma GCC unroll 4
-        for (int j = 0; j < T; j++) {
-            const float *s16 = act->s16 + (t + j) * (n / 16);
-            float *yt = y + (t + j) * y_stride;
-            for (int r = 0; r < n_rows; r++)
-                yt[r] = out[r][j] + (tile->has_min ? cpu_dot(wm[r], s16, n / 16) : 0.0f);
-        }
+        for (int j = 0; j < T; j++)
+            for (int r = 0; r < n_rows; r++) y[(t + j) * y_stride + r] = out[r][j];
     }
 }
