@@ -3,10 +3,13 @@
  * For every weight type the backend takes, random f32 weights (test_seed()) are quantized with the
  * reference quantizer, and cpu_matmul's y = x W^T is compared with ref_matmul (dequant_row + double
  * accumulation, itself checked against gguf-py through test_dequant.c) by a normalised MSE over:
- *   n_cols 256, 576, 1536, 2048 (K-quants: multiples of 256 only), (n_rows, n_tokens) pairs that
+ *   n_cols 256, 576, 800 (an odd number of 32-blocks: the AVX-512 kernels' half-step), 1536, 2048
+ *   (K-quants: multiples of 256 only), (n_rows, n_tokens) pairs that
  *   cover n_rows 1, 3, 5, 17, 100, 4099 (not multiples of the 4-row tile) and n_tokens 1, 2, 3, 5,
  *   17, 64, 600 (600 > the 512-token piece), 1, 2 and 3 threads, and both the AVX2 and the AVX-512
  *   kernels (cpu_matmul_force_isa) where the CPU has AVX-512.
+ * n_tokens 1..3 take the fused few-token kernels (cpu_quant_dot_decode*.c), more tokens the tile
+ * kernels (cpu_quant_dot.c, cpu_quant_dot_avx512.c).
  * A backend whose max_cols is smaller than the rows exercises the streaming fallback.
  *
  * The MSE is normalised by the mean of sum_c (w[r][c] x[t][c])^2, not of y^2: a single dot product
@@ -165,7 +168,7 @@ int main(void) {
     static const uint32_t types[] = {DTYPE_F32,  DTYPE_F16,  DTYPE_BF16, DTYPE_Q4_0, DTYPE_Q4_1,
                                      DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0, DTYPE_Q2_K, DTYPE_Q3_K,
                                      DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K};
-    static const int64_t cols[] = {256, 576, 1536, 2048};
+    static const int64_t cols[] = {256, 576, 800, 1536, 2048};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t type = types[ti];
         double threshold = is_float_path(type) ? 1e-9 : 1e-3; /* one case */

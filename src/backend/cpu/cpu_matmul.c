@@ -68,6 +68,7 @@ void cpu_matmul_scratch_free(cpu_backend *cpu) {
     free(mm->act.q);
     free(mm->act.d);
     free(mm->act.s16);
+    free(mm->act.ds);
     free(mm->x_bf16);
     for (int i = 0; i < mm->n_threads; i++) {
         if (mm->tiles) {
@@ -96,9 +97,10 @@ pagoda_status cpu_matmul_scratch_init(cpu_backend *cpu, int64_t max_cols) {
     mm->act.q = alloc_aligned(t * c);
     mm->act.d = alloc_aligned(t * c / 32 * sizeof(float));
     mm->act.s16 = alloc_aligned(t * c / 16 * sizeof(float));
+    mm->act.ds = alloc_aligned(t * c / 16 * sizeof(float));
     mm->tiles = calloc((size_t)n, sizeof *mm->tiles);
     mm->rows = calloc((size_t)n, sizeof *mm->rows);
-    bool ok = mm->act.q && mm->act.d && mm->act.s16 && mm->tiles && mm->rows;
+    bool ok = mm->act.q && mm->act.d && mm->act.s16 && mm->act.ds && mm->tiles && mm->rows;
     if (ok && cpu_get_features()->avx512bf16) ok = (mm->x_bf16 = alloc_aligned(t * 2 * c * sizeof(uint16_t)));
     for (int i = 0; ok && i < n; i++) {
         cpu_wtile *tile = &mm->tiles[i];
@@ -311,6 +313,7 @@ void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, 
     matmul_job job = {.mm = mm, .w = w, .x = x, .y = y, .n_tokens = n_tokens, .isa = current_isa(),
                       .expand = cpu_expand_get(w->type), .fused = cpu_qdot_rows_get(w->type)};
     if (n_tokens <= 0 || w->n_rows <= 0) return;
+    if (job.isa == CPU_ISA_AVX512 && cpu_qdot_rows_get_avx512(w->type)) job.fused = cpu_qdot_rows_get_avx512(w->type);
     if (w->n_cols > mm->max_cols) {
         threadpool_run(cpu->pool, matmul_stream_thread, &job);
         return;

@@ -40,6 +40,7 @@ void cpu_qact_quantize(const float *x, int64_t t_begin, int64_t t_end, int64_t t
         int8_t *q = act->q + (t - t_base) * n;
         float *d = act->d + (t - t_base) * nb;
         float *s16 = act->s16 + (t - t_base) * nb * 2;
+        float *ds = act->ds + (t - t_base) * nb * 2;
         for (int64_t b = 0; b < nb; b++) {
             const float *xb = xt + 32 * b;
             __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
@@ -57,6 +58,8 @@ void cpu_qact_quantize(const float *x, int64_t t_begin, int64_t t_end, int64_t t
             d[b] = db;
             s16[2 * b] = db * (float)hsum256_epi32(_mm256_add_epi32(i0, i1));
             s16[2 * b + 1] = db * (float)hsum256_epi32(_mm256_add_epi32(i2, i3));
+            ds[2 * b] = db;
+            ds[2 * b + 1] = s16[2 * b] + s16[2 * b + 1];
             __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
             _mm256_storeu_si256((__m256i *)(q + 32 * b), _mm256_permutevar8x32_epi32(p, order));
         }

@@ -4,7 +4,8 @@
  *
  * 1. Activations. Each token's row x[n_cols] is quantized once per matmul in blocks of 32:
  *        x[e] ~= d[b] * q[e]   (b = e / 32, q int8 in -127..127, d = max|x| over the block / 127)
- *    plus, per group of 16, s16[g] = d[g / 2] * (sum of the 16 q of group g).
+ *    plus, per group of 16, s16[g] = d[g / 2] * (sum of the 16 q of group g), and the pairs
+ *    ds[b] = (d[b], s16[2b] + s16[2b + 1]) that the few-token kernels load with one instruction.
  *
  * 2. Weights. A tile of up to CPU_QDOT_MAX_ROWS rows is "expanded" from its GGUF layout into a form
  *    every weight type shares, so one integer kernel per ISA serves all of them:
@@ -46,6 +47,7 @@ typedef struct cpu_qact {
     int8_t *q;     /* [n_tokens][n_cols] */
     float *d;      /* [n_tokens][n_cols / 32] block scales */
     float *s16;    /* [n_tokens][n_cols / 16] d * sum of each 16 codes */
+    float *ds;     /* [n_tokens][n_cols / 32][2] d and d * sum of the 32 codes of each block (decode kernels) */
     int64_t n_cols;
 } cpu_qact;
 
@@ -94,6 +96,8 @@ typedef void (*cpu_qdot_rows_fn)(const uint8_t *w, size_t row_bytes, int64_t n_r
                                  int64_t t_begin, int64_t t_end, float *y, int64_t y_stride);
 /* The fused kernel for `type` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), or NULL. */
 cpu_qdot_rows_fn cpu_qdot_rows_get(uint32_t type);
+/* AVX-512 VNNI versions for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (cpu_quant_dot_decode_avx512.c), or NULL. */
+cpu_qdot_rows_fn cpu_qdot_rows_get_avx512(uint32_t type);
 /* The K-quant ones (cpu_quant_dot_decode_kquants.c). */
 void cpu_qdot_rows_q4_k(const uint8_t *w, size_t row_bytes, int64_t n_rows, const cpu_qact *act, int64_t t_begin,
                         int64_t t_end, float *y, int64_t y_stride);
