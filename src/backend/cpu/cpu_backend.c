@@ -66,14 +66,14 @@ static void cpu_paged_attention_op(backend *be, const paged_attention_args *args
     cpu_paged_attention_run(((cpu_backend *)be)->paged, args); /* shapes validated by the model at load */
 }
 
+void cpu_backend_set_exact(backend *be, bool exact) { ((cpu_backend *)be)->exact = exact; }
+
 static int cpu_n_threads(const backend *be) { return threadpool_n_threads(((const cpu_backend *)be)->pool); }
 
 static void cpu_free(backend *be) {
     cpu_backend *cpu = (cpu_backend *)be;
     if (!cpu) return;
-    if (cpu->scratch)
-        for (int i = 0; i < threadpool_n_threads(cpu->pool); i++) free(cpu->scratch[i]);
-    free(cpu->scratch);
+    cpu_matmul_scratch_free(cpu);
     cpu_paged_attention_free(cpu->paged);
     threadpool_free(cpu->pool);
     free(cpu);
@@ -105,20 +105,9 @@ pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, const paged_atte
         .free = cpu_free,
     };
     cpu->max_cols = max_cols;
-    int64_t rows = CPU_MATMUL_CHUNK_BYTES / ((int64_t)sizeof(float) * max_cols);
-    rows -= rows % CPU_MATMUL_ROW_TILE;
-    if (rows < CPU_MATMUL_ROW_TILE) rows = CPU_MATMUL_ROW_TILE;
-    if (rows > 4096) rows = 4096;
-    cpu->chunk_rows = rows;
-    int n = threadpool_n_threads(cpu->pool);
-    cpu->scratch = calloc((size_t)n, sizeof *cpu->scratch);
-    for (int i = 0; cpu->scratch && i < n; i++) {
-        cpu->scratch[i] = malloc((size_t)(rows * max_cols) * sizeof(float));
-        if (!cpu->scratch[i]) break;
-    }
-    if (!cpu->scratch || !cpu->scratch[n - 1]) {
+    if ((st = cpu_matmul_scratch_init(cpu, max_cols))) {
         cpu_free(&cpu->base);
-        return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the CPU backend's scratch");
+        return st;
     }
     paged_attention_limits default_limits = {.max_seqs = 64, .max_n_head = 64, .max_head_dim = 256};
     if ((st = cpu_paged_attention_init(cpu->pool, limits ? limits : &default_limits, &cpu->paged))) {

@@ -10,4 +10,9 @@
  * PAGODA_ERR_OUT_OF_MEMORY, PAGODA_ERR_INVALID_ARGUMENT. */
 pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, const paged_attention_limits *limits, backend **out);
 
+/* Exact mode: every matmul multiplies f32 activations by dequantized weights (no 8-bit rounding of
+ * the activations), so results track an exact reference to f32 rounding. Slower; for tests and for
+ * checking a model against another implementation. Off by default. */
+void cpu_backend_set_exact(backend *be, bool exact);
+
 #endif
