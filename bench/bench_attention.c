@@ -80,7 +80,8 @@ static double time_median(void (*fn)(void *ctx, int run), void *ctx) {
  * K/V, paged (cache_type) and contiguous f32 (simple). */
 typedef struct setup {
     int n_seqs, n_q, seq_len, n_copies;
-    uint32_t cache_type;        /* DTYPE_F32 or DTYPE_F16; 0: only the contiguous cache */
+    int paged;                  /* 1: the paged cache of cache_type; 0: the contiguous f32 caches */
+    uint32_t cache_type;        /* DTYPE_F32 or DTYPE_F16 */
     float *q, *out;             /* [n_seqs * n_q][N_HEAD][HEAD_DIM] */
     void **k, **v;              /* [n_copies] paged: [n_blocks][BLOCK_SIZE][N_KV_HEAD][HEAD_DIM] */
     float **ck, **cv;           /* [n_copies][n_seqs] contiguous: [seq_len][N_KV_HEAD][HEAD_DIM] */
@@ -96,14 +97,15 @@ static void fill_cache(uint32_t type, void *dst, size_t n) {
     }
 }
 
-static void setup_init(setup *s, int n_seqs, int n_q, int seq_len, uint32_t cache_type) {
+static void setup_init(setup *s, int n_seqs, int n_q, int seq_len, int paged_cache, uint32_t cache_type) {
     memset(s, 0, sizeof *s);
     s->n_seqs = n_seqs;
     s->n_q = n_q;
     s->seq_len = seq_len;
-    s->cache_type = cache_type;
+    s->paged = paged_cache;
+    s->cache_type = paged_cache ? cache_type : DTYPE_F32;
     size_t row = (size_t)N_KV_HEAD * HEAD_DIM, n_tok = (size_t)n_seqs * n_q;
-    size_t elem = cache_type ? kv_cache_elem_bytes(cache_type) : 4;
+    size_t elem = kv_cache_elem_bytes(s->cache_type);
     size_t bytes = (size_t)n_seqs * seq_len * row * 2 * elem;
     s->n_copies = (int)((COPY_BYTES + bytes - 1) / bytes);
     if (s->n_copies > 64) s->n_copies = 64;
@@ -119,7 +121,7 @@ static void setup_init(setup *s, int n_seqs, int n_q, int seq_len, uint32_t cach
         s->query_start[i + 1] = s->query_start[i] + n_q;
         s->seq_lens[i] = seq_len;
     }
-    if (cache_type) {
+    if (paged_cache) {
         s->max_blocks = (seq_len + BLOCK_SIZE - 1) / BLOCK_SIZE;
         int64_t n_blocks = (int64_t)n_seqs * s->max_blocks;
         s->tables = xmalloc((size_t)n_blocks * sizeof(int32_t));
@@ -204,11 +206,11 @@ static void run_simple(void *ctx, int run) {
 
 /* Seconds per call of the simple kernel, paged F32 and paged F16, for one shape. */
 static void measure(int n_seqs, int n_q, int seq_len, double seconds[3]) {
-    static const uint32_t types[3] = {0, DTYPE_F32, DTYPE_F16};
+    static const uint32_t types[3] = {DTYPE_F32, DTYPE_F32, DTYPE_F16};
     for (int i = 0; i < 3; i++) {
         setup s;
-        setup_init(&s, n_seqs, n_q, seq_len, types[i]);
-        seconds[i] = time_median(types[i] ? run_paged : run_simple, &s);
+        setup_init(&s, n_seqs, n_q, seq_len, i > 0, types[i]);
+        seconds[i] = time_median(i > 0 ? run_paged : run_simple, &s);
         setup_free(&s);
     }
 }
