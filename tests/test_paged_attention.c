@@ -345,6 +345,7 @@ static void test_errors(void) {
     lens[0] = 1;
     out[0] = NAN;
     CHECK(cpu_paged_attention_run(workspaces[0], &a) == PAGODA_OK && out[0] == 0.0f); /* all-zero V */
+    CHECK(cpu_paged_attention_run(NULL, &a) == PAGODA_ERR_INVALID_ARGUMENT && isnan(out[0]));
     paged_attention_limits bad = {4, 8, 12};
     cpu_paged_attention *pa = NULL;
     CHECK(cpu_paged_attention_init(pools[0], &bad, &pa) == PAGODA_ERR_INVALID_ARGUMENT && pa == NULL);

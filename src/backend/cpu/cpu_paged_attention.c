@@ -307,7 +307,8 @@ static pagoda_status check_args(const cpu_paged_attention *pa, const paged_atten
 }
 
 pagoda_status cpu_paged_attention_run(cpu_paged_attention *pa, const paged_attention_args *a) {
-    pagoda_status st = check_args(pa, a);
+    pagoda_status st = pa ? check_args(pa, a)
+                          : error_set(PAGODA_ERR_INVALID_ARGUMENT, "paged attention: no workspace (not reserved)");
     if (st) {
         int64_t n_tokens = a->n_seqs > 0 ? a->query_start[a->n_seqs] : 0;
         if (n_tokens > 0 && a->n_head > 0 && a->head_dim > 0)
