@@ -18,9 +18,10 @@
  * ~2^-24 head_dim amp^2 / 4 / sqrt(head_dim) ~ 1e-5 and carries into the weights: threshold 1e-9.
  * (The same bounds as ref_attention vs the contiguous kernel in test_backend_ops.c.)
  *
- * The reference itself is checked against ref_attention (contiguous cache, tested against numpy-made
- * expectations through the model tests) on the gathered cache, to 1e-13: both accumulate in double,
- * so they differ only in rounding order. kv_write must be bit-identical to ref_kv_write (core/dtype.h's
+ * The reference itself is checked against numpy (tests/fixtures/paged_attention, made in float64 by
+ * tools/make_paged_attention_fixtures.py from the same rounded cache values; the kernels are run on
+ * those fixtures too) and against ref_attention on the gathered cache, both to 1e-13: all accumulate
+ * in double, so they differ only in rounding order and the final float rounding. kv_write must be bit-identical to ref_kv_write (core/dtype.h's
  * scalar conversions) and round-trip within half an ulp of the cache type; kv_copy_blocks must leave
  * exactly the cache that the definition (block memcpy) gives.
  */
@@ -73,6 +74,7 @@ typedef struct stats {
 static stats stats_normal = {"paged attention", 1e-10, 0, "", 0};
 static stats stats_peaky = {"paged attention(peaky)", 1e-9, 0, "", 0};
 static stats stats_ref = {"ref vs ref_attention", 1e-13, 0, "", 0};
+static stats stats_fixture = {"ref vs numpy fixtures", 1e-13, 0, "", 0};
 
 static void record(stats *s, double nmse, const char *desc) {
     s->n_cases++;
@@ -343,9 +345,93 @@ static void test_errors(void) {
     lens[0] = 1;
     out[0] = NAN;
     CHECK(cpu_paged_attention_run(workspaces[0], &a) == PAGODA_OK && out[0] == 0.0f); /* all-zero V */
+    CHECK(cpu_paged_attention_run(NULL, &a) == PAGODA_ERR_INVALID_ARGUMENT && isnan(out[0]));
     paged_attention_limits bad = {4, 8, 12};
     cpu_paged_attention *pa = NULL;
     CHECK(cpu_paged_attention_init(pools[0], &bad, &pa) == PAGODA_ERR_INVALID_ARGUMENT && pa == NULL);
+}
+
+/* ---- numpy fixtures (tools/make_paged_attention_fixtures.py) ---------------------------------------- */
+
+/* Takes n bytes from the cursor; NULL (and a failed check) past the end. */
+static const void *take(const char **at, const char *end, size_t n) {
+    if ((size_t)(end - *at) < n) {
+        CHECK_MSG(0, "fixture truncated");
+        return NULL;
+    }
+    const void *p = *at;
+    *at += n;
+    return p;
+}
+
+/* One fixture: the reference and every kernel run against numpy's float64 result. */
+static void fixture_case(const char *name) {
+    size_t len = 0;
+    char *data = test_read_file(test_path("tests/fixtures/paged_attention", name), &len);
+    CHECK_MSG(data != NULL, "cannot read fixture %s", name);
+    if (!data) return;
+    const char *at = data, *end = data + len;
+    const char *magic = take(&at, end, 4);
+    const int32_t *h = take(&at, end, 9 * sizeof(int32_t));
+    const float *scale = take(&at, end, sizeof(float));
+    if (!magic || !h || !scale || memcmp(magic, "PAF1", 4) != 0) {
+        CHECK_MSG(0, "fixture %s: bad header", name);
+        free(data);
+        return;
+    }
+    uint32_t type = (uint32_t)h[0];
+    int n_seqs = h[1], bs = h[2], n_head = h[3], n_kv = h[4], hd = h[5], n_blocks = h[6], max_blocks = h[7];
+    int n_tokens = h[8];
+    size_t n_out = (size_t)n_tokens * n_head * hd, cache_bytes = (size_t)n_blocks * bs * n_kv * hd * kv_cache_elem_bytes(type);
+    /* Copies keep every array aligned for its type. */
+    int32_t *qs = xmalloc((size_t)(n_seqs + 1) * 4), *lens = xmalloc((size_t)n_seqs * 4);
+    int32_t *tables = xmalloc((size_t)n_seqs * max_blocks * 4);
+    float *q = xmalloc(n_out * 4), *expected = xmalloc(n_out * 4), *got = xmalloc(n_out * 4);
+    void *k = xmalloc(cache_bytes), *v = xmalloc(cache_bytes);
+    const void *parts[] = {take(&at, end, (size_t)(n_seqs + 1) * 4), take(&at, end, (size_t)n_seqs * 4),
+                           take(&at, end, (size_t)n_seqs * max_blocks * 4), take(&at, end, n_out * 4),
+                           take(&at, end, cache_bytes), take(&at, end, cache_bytes), take(&at, end, n_out * 4)};
+    void *dsts[] = {qs, lens, tables, q, k, v, expected};
+    size_t sizes[] = {(size_t)(n_seqs + 1) * 4, (size_t)n_seqs * 4, (size_t)n_seqs * max_blocks * 4, n_out * 4,
+                      cache_bytes, cache_bytes, n_out * 4};
+    int ok = at == end;
+    for (int i = 0; i < 7; i++) {
+        if (parts[i]) memcpy(dsts[i], parts[i], sizes[i]);
+        else ok = 0;
+    }
+    CHECK_MSG(ok, "fixture %s: size does not match its header", name);
+    if (ok) {
+        paged_attention_args a = {q, got, k, v, type, n_seqs, qs, lens, tables, max_blocks, bs, n_head, n_kv, hd,
+                                  *scale};
+        for (size_t i = 0; i < n_out; i++) got[i] = NAN;
+        pagoda_status st = ref_paged_attention(&a);
+        CHECK_MSG(st == PAGODA_OK, "ref_paged_attention %s: %s", name, pagoda_last_error());
+        record(&stats_fixture, test_nmse(got, expected, n_out), name);
+        for (int r = 0; r < N_RUNS; r++) {
+            for (size_t i = 0; i < n_out; i++) got[i] = NAN;
+            cpu_paged_attention_set_split_threads(workspaces[r], RUN_SPLIT[r]);
+            st = cpu_paged_attention_run(workspaces[r], &a);
+            CHECK_MSG(st == PAGODA_OK, "cpu_paged_attention_run %s: %s", name, pagoda_last_error());
+            char d[200];
+            snprintf(d, sizeof d, "fixture %s threads=%d split=%d", name, RUN_THREADS[r], RUN_SPLIT[r]);
+            record(&stats_normal, test_nmse(got, expected, n_out), d);
+        }
+    }
+    free(qs);
+    free(lens);
+    free(tables);
+    free(q);
+    free(expected);
+    free(got);
+    free(k);
+    free(v);
+    free(data);
+}
+
+static void test_fixtures(void) {
+    fixture_case("f32_gqa2_hd64_bs16.bin");
+    fixture_case("f16_gqa3_hd80_bs32.bin");
+    fixture_case("bf16_gqa8_hd128_bs16.bin");
 }
 
 /* ---- kv_write and kv_copy_blocks -------------------------------------------------------------------- */
@@ -472,6 +558,7 @@ int main(void) {
         CHECK_MSG(st == PAGODA_OK, "cpu_paged_attention_init: %s", pagoda_last_error());
         if (st) return test_finish();
     }
+    test_fixtures();
     test_kv_cache();
     test_errors();
     test_edges();
@@ -480,6 +567,7 @@ int main(void) {
     report(&stats_normal);
     report(&stats_peaky);
     report(&stats_ref);
+    report(&stats_fixture);
     for (int r = 0; r < N_RUNS; r++) {
         cpu_paged_attention_free(workspaces[r]);
         threadpool_free(pools[r]);

@@ -5,10 +5,12 @@
  * Planning one pass (at most max_seqs sequences), on the calling thread, O(n_seqs):
  *   prefill sequence (n_q > 1): ceil(n_q / tq) token tiles x n_kv_head items, tq = PA_ROWS_TARGET
  *       / group tokens (at least 1); listed last tile first, since causal tiles grow with position;
- *   decode sequence (n_q = 1): n_splits x n_kv_head items. With T = PA_ITEMS_PER_THREAD x threads,
- *       a chunk is sized to about total_cost / T (cost = query rows x keys), at least
- *       PA_MIN_CHUNK_KEYS keys, rounded up to 16; so one long sequence is cut into about T chunks
- *       and a batch of many sequences gets one chunk each. Splits are capped by the partial scratch.
+ *   decode sequence (n_q = 1): n_splits items, each a chunk of keys for every kv head (so the item
+ *       streams whole blocks: a slot's K of all kv heads is one contiguous row). With
+ *       T = PA_ITEMS_PER_THREAD x threads, a chunk is sized to about total_cost / T (cost = query
+ *       rows x keys), at least PA_MIN_CHUNK_KEYS keys, rounded up to 16; so one long sequence is cut
+ *       into about T chunks and a batch of many sequences gets one chunk each. Splits are capped by
+ *       the partial scratch.
  * Prefill items come first, then decode items; threads take the next item from an atomic counter,
  * so they finish together however uneven the items are. Split decodes leave partials (acc, m, l);
  * a second run over (sequence, head) computes out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c,
@@ -125,8 +127,8 @@ pagoda_status cpu_paged_attention_init(threadpool *pool, const paged_attention_l
         s->m = alloc_floats(rows);
         s->l = alloc_floats(rows);
         s->p = alloc_floats(rows * PA_TILE_KEYS);
-        s->kt = alloc_floats((size_t)PA_TILE_KEYS * hd);
-        s->vt = alloc_floats((size_t)PA_TILE_KEYS * hd);
+        s->kt = alloc_floats((size_t)limits->max_n_head * PA_TILE_KEYS * hd); /* n_kv_head <= n_head */
+        s->vt = alloc_floats((size_t)limits->max_n_head * PA_TILE_KEYS * hd);
         ok = s->q && s->acc && s->m && s->l && s->p && s->kt && s->vt;
     }
     if (!ok) {
@@ -159,11 +161,11 @@ static void plan_pass(cpu_paged_attention *pa, const paged_attention_args *a, in
     int64_t chunk_target = INT32_MAX; /* keys per decode chunk */
     if (pa->split_threads > 1 && cost > 0) {
         double per_item = cost / ((double)PA_ITEMS_PER_THREAD * pa->split_threads);
-        double keys = ceil(per_item / group);
+        double keys = ceil(per_item / a->n_head);
         chunk_target = keys < PA_MIN_CHUNK_KEYS ? PA_MIN_CHUNK_KEYS : keys > INT32_MAX ? INT32_MAX : (int64_t)keys;
         chunk_target = (chunk_target + 15) / 16 * 16;
     }
-    size_t item_floats = (size_t)group * (a->head_dim + 2); /* one partial item: group rows */
+    size_t item_floats = (size_t)a->n_head * (a->head_dim + 2); /* one decode item's partial */
     size_t partial_used = 0;
     pa->n_order = 0;
     pa->n_split_seqs = 0;
@@ -179,7 +181,7 @@ static void plan_pass(cpu_paged_attention *pa, const paged_attention_args *a, in
             }
             int len = a->seq_lens[s];
             int64_t splits = (len + chunk_target - 1) / chunk_target;
-            int64_t room = (int64_t)((pa->partial_floats - partial_used) / (item_floats * a->n_kv_head));
+            int64_t room = (int64_t)((pa->partial_floats - partial_used) / item_floats);
             if (splits > room) splits = room;
             if (splits <= 1) {
                 pa->n_tiles[i] = 1;
@@ -192,13 +194,16 @@ static void plan_pass(cpu_paged_attention *pa, const paged_attention_args *a, in
             pa->chunk_keys[i] = keys;
             if (pa->n_tiles[i] > 1) {
                 pa->partial_off[i] = (int64_t)partial_used;
-                partial_used += (size_t)pa->n_tiles[i] * a->n_kv_head * item_floats;
+                partial_used += (size_t)pa->n_tiles[i] * item_floats;
                 pa->split_seqs[pa->n_split_seqs++] = i;
             }
         }
     pa->item_start[0] = 0;
-    for (int o = 0; o < pa->n_order; o++)
-        pa->item_start[o + 1] = pa->item_start[o] + (int64_t)pa->n_tiles[pa->order[o]] * a->n_kv_head;
+    for (int o = 0; o < pa->n_order; o++) {
+        int s = first + pa->order[o];
+        int per_tile = n_q_of(a, s) > 1 ? a->n_kv_head : 1; /* prefill tiles: one item per kv head */
+        pa->item_start[o + 1] = pa->item_start[o] + (int64_t)pa->n_tiles[pa->order[o]] * per_tile;
+    }
     pa->n_items = pa->item_start[pa->n_order];
 }
 
@@ -211,28 +216,28 @@ static void locate_item(const cpu_paged_attention *pa, const paged_attention_arg
         if (pa->item_start[mid] <= index) lo = mid;
         else hi = mid - 1;
     }
-    int i = pa->order[lo], s = pa->pass_first + i, group = a->n_head / a->n_kv_head;
+    int i = pa->order[lo], s = pa->pass_first + i, n_q = n_q_of(a, s);
     int64_t local = index - pa->item_start[lo];
-    int tile = (int)(local / a->n_kv_head);
     it->seq = s;
-    it->kv_head = (int)(local % a->n_kv_head);
     it->partial = NULL;
-    int n_q = n_q_of(a, s);
     if (n_q > 1) {
-        tile = pa->n_tiles[i] - 1 - tile; /* the largest tiles first */
+        int tile = pa->n_tiles[i] - 1 - (int)(local / a->n_kv_head); /* the largest tiles first */
+        it->kv_head = (int)(local % a->n_kv_head);
+        it->n_kv = 1;
         it->tok0 = tile * pa->tq;
         it->n_tok = n_q - it->tok0 < pa->tq ? n_q - it->tok0 : pa->tq;
         it->key0 = 0;
         it->key1 = a->seq_lens[s] - n_q + it->tok0 + it->n_tok;
         return;
     }
+    it->kv_head = 0;
+    it->n_kv = a->n_kv_head;
     it->tok0 = 0;
     it->n_tok = 1;
-    it->key0 = tile * pa->chunk_keys[i];
+    it->key0 = (int)local * pa->chunk_keys[i];
     it->key1 = it->key0 + pa->chunk_keys[i] < a->seq_lens[s] ? it->key0 + pa->chunk_keys[i] : a->seq_lens[s];
     if (pa->partial_off[i] >= 0)
-        it->partial = pa->partials + pa->partial_off[i] +
-                      (size_t)local * group * (a->head_dim + 2); /* local = tile * n_kv_head + kv_head */
+        it->partial = pa->partials + pa->partial_off[i] + (size_t)local * a->n_head * (a->head_dim + 2);
 }
 
 /* ---- running ----------------------------------------------------------------------------------------- */
@@ -249,31 +254,29 @@ static void items_thread(void *ctx, int thread_index, int n_threads) {
     }
 }
 
-/* Combines the partials of (split sequence, query head) pairs into args->out. */
+/* Combines the partials of (split sequence, query head) pairs into args->out. A decode item's
+ * partial is [n_head][head_dim] acc, m[n_head], l[n_head]. */
 static void reduce_thread(void *ctx, int thread_index, int n_threads) {
     cpu_paged_attention *pa = ctx;
     const paged_attention_args *a = pa->args;
-    int hd = a->head_dim, group = a->n_head / a->n_kv_head;
-    size_t item_floats = (size_t)group * (hd + 2);
+    int hd = a->head_dim, nh = a->n_head;
+    size_t item_floats = (size_t)nh * (hd + 2);
     int64_t begin, end;
-    threadpool_split((int64_t)pa->n_split_seqs * a->n_head, thread_index, n_threads, &begin, &end);
+    threadpool_split((int64_t)pa->n_split_seqs * nh, thread_index, n_threads, &begin, &end);
     for (int64_t task = begin; task < end; task++) {
-        int i = pa->split_seqs[task / a->n_head], h = (int)(task % a->n_head);
-        int s = pa->pass_first + i, kvh = h / group, hh = h % group, n_chunks = pa->n_tiles[i];
+        int i = pa->split_seqs[task / nh], h = (int)(task % nh);
+        int s = pa->pass_first + i, n_chunks = pa->n_tiles[i];
         const float *base = pa->partials + pa->partial_off[i];
         float m_max = -INFINITY;
-        for (int c = 0; c < n_chunks; c++) {
-            const float *item = base + ((size_t)c * a->n_kv_head + kvh) * item_floats;
-            m_max = fmaxf(m_max, item[(size_t)group * hd + hh]);
-        }
-        float *dst = a->out + ((size_t)a->query_start[s] * a->n_head + h) * hd;
+        for (int c = 0; c < n_chunks; c++) m_max = fmaxf(m_max, base[c * item_floats + (size_t)nh * hd + h]);
+        float *dst = a->out + ((size_t)a->query_start[s] * nh + h) * hd;
         memset(dst, 0, (size_t)hd * sizeof(float));
         float sum = 0;
         for (int c = 0; c < n_chunks; c++) {
-            const float *item = base + ((size_t)c * a->n_kv_head + kvh) * item_floats;
-            float w = expf(item[(size_t)group * hd + hh] - m_max);
-            sum += w * item[(size_t)group * hd + group + hh];
-            const float *acc = item + (size_t)hh * hd;
+            const float *item = base + c * item_floats;
+            float w = expf(item[(size_t)nh * hd + h] - m_max);
+            sum += w * item[(size_t)nh * hd + nh + h];
+            const float *acc = item + (size_t)h * hd;
             for (int d = 0; d < hd; d++) dst[d] += w * acc[d];
         }
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
@@ -304,7 +307,8 @@ static pagoda_status check_args(const cpu_paged_attention *pa, const paged_atten
 }
 
 pagoda_status cpu_paged_attention_run(cpu_paged_attention *pa, const paged_attention_args *a) {
-    pagoda_status st = check_args(pa, a);
+    pagoda_status st = pa ? check_args(pa, a)
+                          : error_set(PAGODA_ERR_INVALID_ARGUMENT, "paged attention: no workspace (not reserved)");
     if (st) {
         int64_t n_tokens = a->n_seqs > 0 ? a->query_start[a->n_seqs] : 0;
         if (n_tokens > 0 && a->n_head > 0 && a->head_dim > 0)

@@ -7,10 +7,13 @@
  *     and all the tile's tokens are the rows of the item, so each K/V tile is loaded (and converted
  *     from F16/BF16) once for all of them. The item walks K/V tiles (at most 32 keys, never crossing
  *     a block) with an online softmax, skipping keys above the causal diagonal;
- *   - a sequence with n_q = 1 (decode) becomes FlashDecoding chunks: (kv head, a range of keys). When
- *     the batch has too few items to keep every thread busy, a long sequence is split into several
- *     chunks that each leave a partial (unnormalised output, max, sum) in preallocated scratch; a
- *     second pass combines them exactly by their log-sum-exp. Many sequences get one chunk each.
+ *   - a sequence with n_q = 1 (decode) becomes FlashDecoding chunks: a range of keys for every kv
+ *     head at once (a slot's K of all kv heads is one contiguous row, so the item streams whole
+ *     blocks; one item per kv head read 1/n_kv_head of every slot and ran at ~60% of the speed).
+ *     When the batch has too few items to keep every thread busy, a long sequence is split into
+ *     several chunks that each leave a partial (unnormalised output, max, sum) in preallocated
+ *     scratch; a second pass combines them exactly by their log-sum-exp. Many sequences get one
+ *     chunk each and are spread over the threads as they are.
  * Nothing is allocated per call: cpu_paged_attention_init sizes the scratch from the limits. A batch
  * with more than max_seqs sequences runs in several passes of at most max_seqs.
  */
@@ -20,14 +23,8 @@
 #include <stdint.h>
 
 #include "core/threadpool.h"             /* defines: threadpool */
-#include "kernels/ref/paged_attention.h" /* defines: paged_attention_args, kv_cache_view */
+#include "kernels/ref/paged_attention.h" /* defines: paged_attention_args, paged_attention_limits, kv_cache_view */
 #include "pagoda.h"                      /* defines: pagoda_status */
-
-typedef struct paged_attention_limits {
-    int max_seqs;     /* sequences per pass (a larger batch takes several passes); > 0 */
-    int max_n_head;   /* query heads; > 0 */
-    int max_head_dim; /* a multiple of 8, at most PAGED_ATTENTION_MAX_HEAD_DIM */
-} paged_attention_limits;
 
 typedef struct cpu_paged_attention cpu_paged_attention;
 
@@ -41,8 +38,8 @@ void cpu_paged_attention_free(cpu_paged_attention *pa);
 /* Causal grouped-query attention over the paged cache (kernels/ref/paged_attention.h). Not reentrant
  * (one call at a time per workspace). Errors: PAGODA_ERR_INVALID_ARGUMENT when the shape breaks the
  * workspace's limits or the args' rules (head_dim not a multiple of 8, n_head % n_kv_head != 0, a
- * sequence shorter than its queries); PAGODA_ERR_UNSUPPORTED for a cache type other than
- * F32/F16/BF16. On error, out is filled with NaN. */
+ * sequence shorter than its queries, or pa NULL); PAGODA_ERR_UNSUPPORTED for a cache type other
+ * than F32/F16/BF16. On error, out is filled with NaN. */
 pagoda_status cpu_paged_attention_run(cpu_paged_attention *pa, const paged_attention_args *args);
 
 /* Tuning knob for tests and benchmarks: split decodes as if the pool had this many threads

@@ -12,11 +12,13 @@ enum {
 };
 
 /* One item: the query rows of tokens tok0 .. tok0+n_tok-1 of sequence `seq` (counted from
- * query_start[seq]) times the query heads of kv head `kv_head`, against keys key0 .. key1-1 (rows
- * also stop at their causal limit). Row r is token tok0 + r / group, head kv_head * group + r % group. */
+ * query_start[seq]) times the query heads of kv heads kv_head .. kv_head+n_kv-1, against keys
+ * key0 .. key1-1 (rows also stop at their causal limit). Rows are ordered kv head, token, head of the
+ * group: row r is kv head kv_head + r / (n_tok group), token tok0 + r % (n_tok group) / group, query
+ * head (kv head) group + r % group. A decode item (n_tok = 1, all kv heads) thus has row = query head. */
 typedef struct pa_item {
     int seq;
-    int kv_head;
+    int kv_head, n_kv;
     int tok0, n_tok;
     int key0, key1;
     float *partial; /* NULL: write the normalised rows to args->out. Else a partial result:
@@ -30,10 +32,10 @@ typedef struct pa_scratch {
     float *acc;     /* [rows_max][head_dim] unnormalised output */
     float *m, *l;   /* [rows_max] running max, running sum */
     float *p;       /* [rows_max][PA_TILE_KEYS] scores, then probabilities, of the current tile */
-    float *kt, *vt; /* [PA_TILE_KEYS][head_dim] the current K/V tile in f32 (F16/BF16 caches) */
+    float *kt, *vt; /* [n_kv][PA_TILE_KEYS][head_dim] the current K/V tile in f32, per kv head */
 } pa_scratch;
 
-/* Runs one item (n_tok * group <= the scratch's rows_max; head_dim <= its head_dim). */
+/* Runs one item (n_kv * n_tok * group <= the scratch's rows; n_kv <= its kv heads; head_dim <= its). */
 void pa_run_item(const paged_attention_args *args, const pa_item *item, pa_scratch *scratch);
 
 #endif

@@ -2,7 +2,8 @@
  * query rows of one (sequence, kv head) against a range of keys, with FlashAttention's online softmax.
  *
  * For each K/V tile (at most PA_TILE_KEYS keys, inside one block, reached through the block table):
- *   1. F16/BF16 tiles are converted to f32 once (F32 tiles are read in place);
+ *   1. the tile is converted to f32 once for all rows (F32 copied: contiguous rows, not rows a slot
+ *      apart), slot by slot across the item's kv heads, and the next tile is prefetched;
  *   2. scores S[r][j] = (q_r * scale) . k_j for the rows that see any key of the tile, two rows by
  *      four keys at a time; keys above a row's causal limit get -inf;
  *   3. per row: m' = max(m, max_j S), c = exp(m - m'), P = exp(S - m'), l = l c + sum_j P;
@@ -64,20 +65,35 @@ static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 
 /* ---- loading a tile -------------------------------------------------------------------------------- */
 
-/* Converts n rows of hd elements (row stride `stride` elements) to f32 rows of hd in dst. */
-static void tile_to_f32(uint32_t type, const uint16_t *src, size_t stride, int n, int hd, float *dst) {
-    for (int j = 0; j < n; j++) {
-        const uint16_t *s = src + (size_t)j * stride;
-        float *d = dst + (size_t)j * hd;
-        if (type == DTYPE_F16) {
-            for (int i = 0; i < hd; i += 8)
-                _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
-        } else { /* BF16: the f32 is the bf16 bits shifted to the top half */
-            for (int i = 0; i < hd; i += 8) {
-                __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
-                _mm256_storeu_ps(d + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+/* Converts the n slots' rows of n_kv kv heads (src: slot j's head h at src + j * stride + h * hd, in
+ * `type`) to f32 at dst + (h * PA_TILE_KEYS + j) * hd. Reads each slot's n_kv * hd elements in order,
+ * so a decode item that takes every kv head streams whole blocks. */
+static void tile_to_f32(uint32_t type, const void *src, size_t stride, int n, int n_kv, int hd, float *dst) {
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < n_kv; h++) {
+            size_t at = (size_t)j * stride + (size_t)h * hd;
+            float *d = dst + ((size_t)h * PA_TILE_KEYS + j) * hd;
+            if (type == DTYPE_F32) {
+                memcpy(d, (const float *)src + at, (size_t)hd * sizeof(float));
+            } else if (type == DTYPE_F16) {
+                const uint16_t *s = (const uint16_t *)src + at;
+                for (int i = 0; i < hd; i += 8)
+                    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+            } else { /* BF16: the f32 is the bf16 bits shifted to the top half */
+                const uint16_t *s = (const uint16_t *)src + at;
+                for (int i = 0; i < hd; i += 8) {
+                    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
+                    _mm256_storeu_ps(d + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+                }
             }
         }
+}
+
+/* Asks for the n slots' rows of n_kv kv heads (as above) to be brought into the cache. */
+static void tile_prefetch(const void *src, size_t stride_bytes, int n, size_t row_bytes) {
+    for (int j = 0; j < n; j++) {
+        const char *p = (const char *)src + (size_t)j * stride_bytes;
+        for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
     }
 }
 
@@ -219,18 +235,32 @@ static float softmax_row(float *p, int n_valid, int n, float *m, float *l) {
 
 /* ---- one item ---------------------------------------------------------------------------------------- */
 
+/* Where keys k .. k+n-1 of the item start in the cache (elements), and n: the tile that begins at key
+ * k, at most PA_TILE_KEYS keys, inside one block, before key1. */
+static size_t tile_at(const paged_attention_args *a, const int32_t *table, int kv_head, int k, int key1,
+                      int *n_out) {
+    int bs = a->block_size, off = k % bs, n = bs - off;
+    if (n > PA_TILE_KEYS) n = PA_TILE_KEYS;
+    if (n > key1 - k) n = key1 - k;
+    *n_out = n;
+    return ((size_t)table[k / bs] * bs + (size_t)off) * a->n_kv_head * a->head_dim + (size_t)kv_head * a->head_dim;
+}
+
 void pa_run_item(const paged_attention_args *a, const pa_item *it, pa_scratch *sc) {
-    const int hd = a->head_dim, group = a->n_head / a->n_kv_head, bs = a->block_size;
-    const int n_rows = it->n_tok * group;
+    const int hd = a->head_dim, group = a->n_head / a->n_kv_head;
+    const int per_kv = it->n_tok * group, n_rows = it->n_kv * per_kv; /* rows of one kv head, of all */
     const int n_q = a->query_start[it->seq + 1] - a->query_start[it->seq];
     const int pos0 = a->seq_lens[it->seq] - n_q + it->tok0; /* position of the item's first token */
     const int32_t *table = a->block_tables + (size_t)it->seq * a->max_blocks_per_seq;
     const size_t stride = (size_t)a->n_kv_head * hd; /* elements between consecutive slots */
+    const size_t esize = a->cache_type == DTYPE_F32 ? 4 : 2;
+    const char *kc = a->k_cache, *vc = a->v_cache;
     __m256 vscale = _mm256_set1_ps(a->scale);
 
     for (int r = 0; r < n_rows; r++) {
-        int64_t t = (int64_t)a->query_start[it->seq] + it->tok0 + r / group;
-        const float *src = a->q + ((size_t)t * a->n_head + (size_t)it->kv_head * group + r % group) * hd;
+        int64_t t = (int64_t)a->query_start[it->seq] + it->tok0 + r % per_kv / group;
+        int h = (it->kv_head + r / per_kv) * group + r % group;
+        const float *src = a->q + ((size_t)t * a->n_head + h) * hd;
         for (int d = 0; d < hd; d += 8)
             _mm256_storeu_ps(sc->q + (size_t)r * hd + d, _mm256_mul_ps(_mm256_loadu_ps(src + d), vscale));
         memset(sc->acc + (size_t)r * hd, 0, (size_t)hd * sizeof(float));
@@ -239,37 +269,38 @@ void pa_run_item(const paged_attention_args *a, const pa_item *it, pa_scratch *s
     }
 
     int key1 = it->key1 < pos0 + it->n_tok ? it->key1 : pos0 + it->n_tok; /* past the last row: unseen */
+    int n = 0;
+    size_t first = it->key0 < key1 ? tile_at(a, table, it->kv_head, it->key0, key1, &n) : 0;
     for (int k = it->key0; k < key1;) {
-        int off = k % bs, n = bs - off;
-        if (n > PA_TILE_KEYS) n = PA_TILE_KEYS;
-        if (n > key1 - k) n = key1 - k;
-        size_t first = ((size_t)table[k / bs] * bs + (size_t)off) * stride + (size_t)it->kv_head * hd;
-        const float *kt, *vt;
-        size_t ts; /* row stride of the f32 tile */
-        if (a->cache_type == DTYPE_F32) {
-            kt = (const float *)a->k_cache + first;
-            vt = (const float *)a->v_cache + first;
-            ts = stride;
-        } else {
-            tile_to_f32(a->cache_type, (const uint16_t *)a->k_cache + first, stride, n, hd, sc->kt);
-            tile_to_f32(a->cache_type, (const uint16_t *)a->v_cache + first, stride, n, hd, sc->vt);
-            kt = sc->kt;
-            vt = sc->vt;
-            ts = (size_t)hd;
+        tile_to_f32(a->cache_type, kc + first * esize, stride, n, it->n_kv, hd, sc->kt);
+        tile_to_f32(a->cache_type, vc + first * esize, stride, n, it->n_kv, hd, sc->vt);
+        int n_next = 0;
+        size_t next = 0;
+        if (k + n < key1) { /* start fetching the next tile (usually another block) while this one runs */
+            next = tile_at(a, table, it->kv_head, k + n, key1, &n_next);
+            size_t row_bytes = (size_t)it->n_kv * hd * esize;
+            tile_prefetch(kc + next * esize, stride * esize, n_next, row_bytes);
+            tile_prefetch(vc + next * esize, stride * esize, n_next, row_bytes);
         }
         /* Rows of tokens at positions < k see nothing of this tile. */
-        int r_first = k > pos0 ? (k - pos0) * group : 0;
-        for (int r = r_first; r < n_rows; r += 2) {
-            int two = r + 1 < n_rows;
-            float *p0 = sc->p + (size_t)r * PA_TILE_KEYS, *p1 = two ? p0 + PA_TILE_KEYS : NULL;
-            scores_2rows(sc->q + (size_t)r * hd, two ? sc->q + (size_t)(r + 1) * hd : NULL, kt, ts, n, hd, p0, p1);
-            int n_valid0 = pos0 + r / group - k + 1, n_valid1 = pos0 + (r + 1) / group - k + 1;
-            float c0 = softmax_row(p0, n_valid0 < n ? n_valid0 : n, n, &sc->m[r], &sc->l[r]);
-            float c1 = two ? softmax_row(p1, n_valid1 < n ? n_valid1 : n, n, &sc->m[r + 1], &sc->l[r + 1]) : 0;
-            pv_2rows(sc->acc + (size_t)r * hd, two ? sc->acc + (size_t)(r + 1) * hd : NULL, c0, c1, p0, p1, vt, ts,
-                     n, hd);
+        int rr_first = k > pos0 ? (k - pos0) * group : 0;
+        for (int h = 0; h < it->n_kv; h++) {
+            const float *kt = sc->kt + (size_t)h * PA_TILE_KEYS * hd, *vt = sc->vt + (size_t)h * PA_TILE_KEYS * hd;
+            for (int rr = rr_first; rr < per_kv; rr += 2) {
+                int r = h * per_kv + rr, two = rr + 1 < per_kv;
+                float *p0 = sc->p + (size_t)r * PA_TILE_KEYS, *p1 = two ? p0 + PA_TILE_KEYS : NULL;
+                scores_2rows(sc->q + (size_t)r * hd, two ? sc->q + (size_t)(r + 1) * hd : NULL, kt, (size_t)hd, n, hd,
+                             p0, p1);
+                int n_valid0 = pos0 + rr / group - k + 1, n_valid1 = pos0 + (rr + 1) / group - k + 1;
+                float c0 = softmax_row(p0, n_valid0 < n ? n_valid0 : n, n, &sc->m[r], &sc->l[r]);
+                float c1 = two ? softmax_row(p1, n_valid1 < n ? n_valid1 : n, n, &sc->m[r + 1], &sc->l[r + 1]) : 0;
+                pv_2rows(sc->acc + (size_t)r * hd, two ? sc->acc + (size_t)(r + 1) * hd : NULL, c0, c1, p0, p1, vt,
+                         (size_t)hd, n, hd);
+            }
         }
         k += n;
+        n = n_next;
+        first = next;
     }
 
     if (it->partial) {
@@ -279,8 +310,9 @@ void pa_run_item(const paged_attention_args *a, const pa_item *it, pa_scratch *s
         return;
     }
     for (int r = 0; r < n_rows; r++) {
-        int64_t t = (int64_t)a->query_start[it->seq] + it->tok0 + r / group;
-        float *dst = a->out + ((size_t)t * a->n_head + (size_t)it->kv_head * group + r % group) * hd;
+        int64_t t = (int64_t)a->query_start[it->seq] + it->tok0 + r % per_kv / group;
+        int h = (it->kv_head + r / per_kv) * group + r % group;
+        float *dst = a->out + ((size_t)t * a->n_head + h) * hd;
         __m256 inv = _mm256_set1_ps(sc->l[r] > 0 ? 1.0f / sc->l[r] : 0.0f);
         for (int d = 0; d < hd; d += 8)
             _mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_loadu_ps(sc->acc + (size_t)r * hd + d), inv));

@@ -62,6 +62,13 @@ typedef struct kv_cache_view {
 
 enum { PAGED_ATTENTION_MAX_HEAD_DIM = 256 };
 
+/* What a backend sizes its paged-attention scratch for (once, at model load). */
+typedef struct paged_attention_limits {
+    int max_seqs;     /* sequences per pass (a larger batch may take several passes); > 0 */
+    int max_n_head;   /* query heads; > 0 */
+    int max_head_dim; /* a multiple of 8, at most PAGED_ATTENTION_MAX_HEAD_DIM */
+} paged_attention_limits;
+
 /* Bytes per cache element: 4 for F32, 2 for F16 and BF16, 0 for any other type. */
 size_t kv_cache_elem_bytes(uint32_t type);
 /* Element `index` of a cache array of `type`, as a float (F16/BF16 converted exactly). */
