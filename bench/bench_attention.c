@@ -228,7 +228,7 @@ int main(int argc, char **argv) {
     }
     if (n_threads <= 0) n_threads = threadpool_cpu_count();
     paged_attention_limits limits = {64, N_HEAD, HEAD_DIM};
-    if (cpu_backend_init(n_threads, 4096, &simple) || threadpool_init(n_threads, &pool) ||
+    if (cpu_backend_init(n_threads, 4096, NULL, &simple) || threadpool_init(n_threads, &pool) ||
         cpu_paged_attention_init(pool, &limits, &paged)) {
         fprintf(stderr, "init failed: %s\n", pagoda_last_error());
         return 1;
