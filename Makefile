@@ -10,7 +10,7 @@ SAN      ?=
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g $(OPT) $(SAN) \
               -march=x86-64-v3 -Iinclude -Isrc -pthread
 AVX512_FLAGS = -march=x86-64-v4 -mavx512vnni -mavx512bf16 -mavx512vbmi
-LIBS     = -lpcre2-8 -lutf8proc -lxxhash -lm -pthread
+LIBS     = -lpcre2-8 -lutf8proc -ljansson -lxxhash -lmicrohttpd -lcurl -lm -pthread
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
 CLI_SRCS  := $(shell find src/cli -name '*.c' | sort)
@@ -22,7 +22,9 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_HELPER_OBJS := $(TEST_HELPERS:%.c=$(BUILD)/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-asan clean fuzz
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+
+.PHONY: all test test-asan clean fuzz bench
 all: $(BUILD)/pagoda
 
 $(BUILD)/%_avx512.o: %_avx512.c
@@ -43,6 +45,13 @@ $(BUILD)/pagoda: $(CLI_OBJS) $(BUILD)/libpagoda.a
 $(BUILD)/tests/%: tests/%.c $(TEST_HELPER_OBJS) $(BUILD)/libpagoda.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Itests -MMD -MP -o $@ $< $(TEST_HELPER_OBJS) $(BUILD)/libpagoda.a $(LIBS)
+
+# Benchmark programs (not tests): build/bench/bench_*.
+bench: $(BENCH_BINS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libpagoda.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -o $@ $< $(BUILD)/libpagoda.a $(LIBS)
 
 # Runs every tests/test_* binary plus the CLI tests; prints "N passed, N failed".
 test: $(BUILD)/pagoda $(TEST_BINS)

@@ -7,7 +7,8 @@
  * in double; the backend in f32 with a different order, so the thresholds below are about f32
  * rounding only; each is justified where it is defined. Outputs are bracketed by guard words so
  * a write outside the output is caught in the plain build too. (matmul's NMSE has a floor on its
- * denominator; see matmul_case.)
+ * denominator; see matmul_case.) The backend runs in exact mode (f32 activations); its default
+ * int8-activation matmul is held to ref_matmul in tests/test_cpu_matmul.c.
  *
  * Not covered here: the reference ops themselves (the dequantizer is checked against gguf-py in
  * test_dequant.c; the model as a whole in test_stories260k.c).
@@ -109,7 +110,8 @@ static void fill_random(float *x, size_t n, float scale) {
 
 static backend *backend_new(int n_threads, int64_t max_cols) {
     backend *be = NULL;
-    pagoda_status st = cpu_backend_init(n_threads, max_cols, &be);
+    pagoda_status st = cpu_backend_init(n_threads, max_cols, NULL, &be);
+    if (st == PAGODA_OK) cpu_backend_set_exact(be, true); /* the int8 fast path: tests/test_cpu_matmul.c */
     CHECK_MSG(st == PAGODA_OK && be, "cpu_backend_init(%d, %lld): %s", n_threads, (long long)max_cols,
               pagoda_last_error());
     if (be) CHECK(be->n_threads(be) == n_threads);

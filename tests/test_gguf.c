@@ -606,7 +606,7 @@ static void test_gen_model(const char *dir) {
         st = gguf_open(path, &g);
         if (!st) st = model_load_gguf(g, &m);
         if (st) gguf_close(g);
-        if (!st) st = cpu_backend_init(1, m->hp.n_ff, &be);
+        if (!st) st = cpu_backend_init(1, m->hp.n_ff, NULL, &be);
         if (!st) st = model_context_init(m, be, 64, 4, &ctx);
         if (!st) st = model_eval(ctx, prompt, 3, false, &logits);
         CHECK_MSG(st == PAGODA_OK, "%s: %s", path, pagoda_last_error());

@@ -6,11 +6,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 enum {
-    OPT_TEMP = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_IGNORE_EOS,
+    OPT_TEMP = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_IGNORE_EOS, OPT_KV_MEM, OPT_KV_TYPE, OPT_MAX_SEQS,
+    OPT_NO_PREFIX_CACHE, OPT_POLICY, OPT_BLOCK_SIZE,
 };
 
 const struct option cli_common_long_options[] = {
@@ -18,6 +20,13 @@ const struct option cli_common_long_options[] = {
     {"threads", required_argument, 0, 't'},
     {"ctx-size", required_argument, 0, 'c'},
     {"batch-size", required_argument, 0, 'b'},
+    {"max-batched-tokens", required_argument, 0, 'b'},
+    {"max-seqs", required_argument, 0, OPT_MAX_SEQS},
+    {"kv-cache-mem", required_argument, 0, OPT_KV_MEM},
+    {"kv-type", required_argument, 0, OPT_KV_TYPE},
+    {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
+    {"no-prefix-caching", no_argument, 0, OPT_NO_PREFIX_CACHE},
+    {"policy", required_argument, 0, OPT_POLICY},
     {"n-predict", required_argument, 0, 'n'},
     {"max-tokens", required_argument, 0, 'n'},
     {"seed", required_argument, 0, 's'},
@@ -44,8 +53,16 @@ void cli_print_common_help(FILE *out) {
             "  -m, --model FILE        GGUF model (default: $PAGODA_MODEL, else the default model\n"
             "                          SmolLM2-135M-Instruct fetched by scripts/fetch_model.sh)\n"
             "  -t, --threads N         CPU threads (default: all cores)\n"
-            "  -c, --ctx-size N        context positions (default: min(trained context, 4096))\n"
-            "  -b, --batch-size N      most prompt tokens per forward pass (default: 512)\n"
+            "  -c, --ctx-size N        longest sequence, prompt + output (default: min(trained, 4096))\n"
+            "engine:\n"
+            "  -b, --max-batched-tokens N  tokens computed per step over all sequences (default: 512)\n"
+            "      --max-seqs N        sequences running at once (default: 64)\n"
+            "      --kv-cache-mem SIZE KV cache budget, e.g. 512M or 2G (default: a quarter of free\n"
+            "                          memory, at most what max-seqs full-length sequences need)\n"
+            "      --kv-type T         KV cache type: f16 (default), bf16 or f32\n"
+            "      --block-size N      tokens per KV block (default: 16)\n"
+            "      --no-prefix-caching do not reuse the KV blocks of earlier identical prefixes\n"
+            "      --policy P          fcfs (default) or priority\n"
             "sampling:\n"
             "  -n, --n-predict N       most tokens to generate, -1 for no limit\n"
             "      --temp T            temperature, 0 = greedy (default: 0.8)\n"
@@ -94,7 +111,7 @@ int cli_handle_common_option(cli_options *o, int opt, const char *arg, const cha
         o->model.n_ctx = (int32_t)v;
         return 1;
     case 'b':
-        if (!parse_long(arg, 1, 1 << 16, &v)) return bad_value(cmd, "--batch-size", arg, "expected 1 to 65536");
+        if (!parse_long(arg, 1, 1 << 16, &v)) return bad_value(cmd, "--max-batched-tokens", arg, "expected 1 to 65536");
         o->model.n_batch = (int32_t)v;
         return 1;
     case 'n':
@@ -123,6 +140,38 @@ int cli_handle_common_option(cli_options *o, int opt, const char *arg, const cha
         o->sampling.min_p = f;
         return 1;
     case OPT_IGNORE_EOS: o->sampling.ignore_eos = true; return 1;
+    case OPT_MAX_SEQS:
+        if (!parse_long(arg, 1, 4096, &v)) return bad_value(cmd, "--max-seqs", arg, "expected 1 to 4096");
+        o->model.max_seqs = (int32_t)v;
+        return 1;
+    case OPT_BLOCK_SIZE:
+        if (!parse_long(arg, 1, 1024, &v)) return bad_value(cmd, "--block-size", arg, "expected 1 to 1024");
+        o->model.kv_block_size = (int32_t)v;
+        return 1;
+    case OPT_KV_MEM: {
+        char *end;
+        errno = 0;
+        double bytes = strtod(arg, &end);
+        double unit = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' || *end == 'm' ? 1048576.0
+                    : *end == 'G' || *end == 'g' ? 1073741824.0 : *end == '\0' ? 1.0 : 0.0;
+        if (*end && end[1] && !(end[1] == 'B' || end[1] == 'b' || end[1] == 'i')) unit = 0;
+        if (errno || end == arg || unit == 0 || !(bytes > 0) || bytes * unit > 1e15)
+            return bad_value(cmd, "--kv-cache-mem", arg, "expected a size such as 512M or 2G");
+        o->model.kv_cache_bytes = (int64_t)(bytes * unit);
+        return 1;
+    }
+    case OPT_KV_TYPE:
+        if (!strcasecmp(arg, "f16")) o->model.kv_type = PAGODA_KV_F16;
+        else if (!strcasecmp(arg, "bf16")) o->model.kv_type = PAGODA_KV_BF16;
+        else if (!strcasecmp(arg, "f32")) o->model.kv_type = PAGODA_KV_F32;
+        else return bad_value(cmd, "--kv-type", arg, "expected f16, bf16 or f32");
+        return 1;
+    case OPT_NO_PREFIX_CACHE: o->model.no_prefix_caching = true; return 1;
+    case OPT_POLICY:
+        if (!strcmp(arg, "fcfs")) o->model.policy = PAGODA_SCHED_FCFS;
+        else if (!strcmp(arg, "priority")) o->model.policy = PAGODA_SCHED_PRIORITY;
+        else return bad_value(cmd, "--policy", arg, "expected fcfs or priority");
+        return 1;
     case 'v': o->verbose = true; return 1;
     default: return 0;
     }
@@ -162,9 +211,13 @@ pagoda_model *cli_load_model(cli_options *o, const char *command) {
         fprintf(stderr, "pagoda %s: %s\n", command, pagoda_last_error());
         return NULL;
     }
+    pagoda_model_info info;
+    pagoda_model_get_info(m, &info);
+    if (o->verbose || o->announce_kv)
+        fprintf(stderr, "pagoda: KV cache: %lld blocks of %d tokens = %lld tokens (%s, %.1f MiB)\n",
+            (long long)info.kv_blocks, info.kv_block_size, (long long)info.kv_blocks * info.kv_block_size,
+            info.kv_type, (double)info.kv_bytes / (1024.0 * 1024.0));
     if (o->verbose) {
-        pagoda_model_info info;
-        pagoda_model_get_info(m, &info);
         fprintf(stderr, "pagoda: %s (%s, %.1f M parameters, %d layers, %.1f MiB), context %d, %d threads, seed %llu\n",
                 info.name[0] ? info.name : path, info.architecture, (double)info.n_params / 1e6, info.n_layer,
                 (double)info.file_bytes / (1024.0 * 1024.0), info.n_ctx, info.n_threads,

@@ -15,6 +15,7 @@ typedef struct cli_options {
     pagoda_sampling_params sampling; /* -n, --temp, --top-k, --top-p, --min-p, --seed, --ignore-eos */
     bool seed_given;
     bool verbose;
+    bool announce_kv;                /* print the KV cache's size at load even without -v */
 } cli_options;
 
 /* getopt_long entries for the shared options (value codes >= 1000), ended by a zero entry. */

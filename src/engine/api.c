@@ -1,9 +1,7 @@
-/* engine/api.c - the public API of include/pagoda.h for one sequence at a time: model loading,
- * tokens, chat rendering and generation with streamed, UTF-8-whole text.
- *
- * The model owns one model_context; pagoda_generate keeps the tokens the cache holds and reuses the
- * longest common prefix with the next prompt (a chat's history is computed once).
- * TODO(issue 3): the paged, batched engine replaces this single-sequence path.
+/* engine/api.c - the public API of include/pagoda.h around the engine: model loading (weights,
+ * tokenizer, chat template, engine), tokens, chat rendering, and pagoda_generate, the one-request
+ * loop over pagoda_add_request / pagoda_step with streamed, UTF-8-whole text.
+ * Requests, steps and aborts are in engine.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,34 +10,13 @@
 
 #include "backend/cpu/cpu_backend.h" /* defines: cpu_backend_init */
 #include "core/error.h"              /* defines: error_set */
-#include "model/model.h"             /* defines: model, model_context, model_eval */
-#include "sample/sampler.h"          /* defines: sampler_init, sampler_sample */
-#include "vocab/chat_template.h"     /* defines: chat_template_init, chat_template_apply */
-#include "vocab/vocab.h"             /* defines: vocab_load, vocab_encode, vocab_token_to_piece */
+#include "engine/engine_internal.h"  /* defines: struct pagoda_model, engine_init */
 
-struct pagoda_model {
-    model *weights;
-    vocab *vocab;
-    chat_template *chat;     /* NULL when no template could be set up */
-    char *chat_error;        /* why not, for pagoda_chat_render */
-    backend *be;
-    model_context *ctx;
-    int32_t *cached;         /* [ctx->n_ctx] the tokens whose K/V the cache holds, n_cached of them */
-    int32_t n_cached;
-    char *name;
-};
-
-pagoda_model_params pagoda_model_params_default(void) { return (pagoda_model_params){0, 0, 0}; }
+pagoda_model_params pagoda_model_params_default(void) { return (pagoda_model_params){0}; }
 
 pagoda_sampling_params pagoda_sampling_params_default(void) {
     return (pagoda_sampling_params){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
-                                    .seed = 0, .max_tokens = -1, .ignore_eos = false};
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+                                    .seed = 0, .max_tokens = -1, .ignore_eos = false, .n = 1};
 }
 
 /* The model's own template when it has one (falling back to a built-in for its family when the
@@ -56,10 +33,26 @@ static void init_chat(pagoda_model *pm, const gguf_file *file) {
     free(source);
 }
 
+/* Fills in the defaults of zero fields. */
+static pagoda_model_params resolve_params(const pagoda_model_params *in, const model_hparams *hp) {
+    pagoda_model_params p = *in;
+    if (p.n_ctx <= 0) p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.max_seqs <= 0) p.max_seqs = 64;
+    if (p.kv_cache_fraction <= 0) p.kv_cache_fraction = 0.25f;
+    if (p.kv_block_size <= 0) p.kv_block_size = 16;
+    return p;
+}
+
 pagoda_status pagoda_model_load(const char *path, const pagoda_model_params *params, pagoda_model **out) {
     *out = NULL;
     pagoda_model_params defaults = pagoda_model_params_default();
     if (!params) params = &defaults;
+    if (params->n_ctx > (1 << 24) || params->n_batch > (1 << 16) || params->max_seqs > 4096 ||
+        params->kv_block_size > 1024)
+        return error_set(PAGODA_ERR_INVALID_ARGUMENT, "model parameters out of range (context %d, batch %d, "
+                         "max-seqs %d, block size %d)", params->n_ctx, params->n_batch, params->max_seqs,
+                         params->kv_block_size);
     pagoda_model *pm = calloc(1, sizeof *pm);
     if (!pm) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the model");
     gguf_file *file;
@@ -74,23 +67,19 @@ pagoda_status pagoda_model_load(const char *path, const pagoda_model_params *par
         return st;
     }
     const model_hparams *hp = &pm->weights->hp;
+    pm->params = resolve_params(params, hp);
     int64_t max_cols = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
     if (hp->n_head * hp->head_dim > max_cols) max_cols = (int64_t)hp->n_head * hp->head_dim;
-    if ((st = vocab_load(file, &pm->vocab)) ||
-        (st = cpu_backend_init(params->n_threads, max_cols, &pm->be)) ||
-        (st = model_context_init(pm->weights, pm->be, params->n_ctx, params->n_batch, &pm->ctx)))
-        goto fail;
+    if ((st = vocab_load(file, &pm->vocab))) goto fail;
     if (vocab_n_tokens(pm->vocab) != hp->n_vocab) {
         st = error_set(PAGODA_ERR_FORMAT, "%s: the tokenizer has %d tokens but the embedding matrix has %d rows",
                        path, vocab_n_tokens(pm->vocab), hp->n_vocab);
         goto fail;
     }
-    pm->cached = malloc((size_t)pm->ctx->n_ctx * sizeof *pm->cached);
+    paged_attention_limits limits = {.max_seqs = pm->params.max_seqs, .max_n_head = hp->n_head,
+                                     .max_head_dim = hp->head_dim};
+    if ((st = cpu_backend_init(params->n_threads, max_cols, &limits, &pm->be)) || (st = engine_init(pm))) goto fail;
     pm->name = gguf_get_str_dup(file, "general.name");
-    if (!pm->cached) {
-        st = error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory");
-        goto fail;
-    }
     init_chat(pm, file);
     *out = pm;
     return PAGODA_OK;
@@ -101,13 +90,12 @@ fail:
 
 void pagoda_model_free(pagoda_model *pm) {
     if (!pm) return;
-    model_context_free(pm->ctx);
+    if (pm->sched) engine_free(pm);
     if (pm->be) pm->be->free(pm->be);
     chat_template_free(pm->chat);
     free(pm->chat_error);
     vocab_free(pm->vocab);
     model_free(pm->weights);
-    free(pm->cached);
     free(pm->name);
     free(pm);
 }
@@ -119,9 +107,12 @@ void pagoda_model_get_info(const pagoda_model *pm, pagoda_model_info *out) {
         n_params += gguf_tensor_at(pm->weights->file, i)->n_elems;
     *out = (pagoda_model_info){
         .architecture = hp->arch_name, .name = pm->name ? pm->name : "", .n_vocab = hp->n_vocab,
-        .n_ctx_train = hp->n_ctx_train, .n_ctx = pm->ctx->n_ctx, .n_embd = hp->n_embd, .n_layer = hp->n_layer,
+        .n_ctx_train = hp->n_ctx_train, .n_ctx = pm->params.n_ctx, .n_embd = hp->n_embd, .n_layer = hp->n_layer,
         .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .n_threads = pm->be->n_threads(pm->be),
         .n_params = n_params, .file_bytes = gguf_file_bytes(pm->weights->file),
+        .kv_blocks = pm->kv ? pm->kv->view.n_blocks : 0, .kv_block_size = pm->params.kv_block_size,
+        .kv_bytes = pm->kv ? pm->kv->bytes : 0,
+        .kv_type = pm->params.kv_type == PAGODA_KV_F32 ? "F32" : pm->params.kv_type == PAGODA_KV_BF16 ? "BF16" : "F16",
     };
 }
 
@@ -147,52 +138,10 @@ pagoda_status pagoda_chat_render(const pagoda_model *pm, const pagoda_chat_messa
                                out_text);
 }
 
-/* Bytes of `buf` that form whole UTF-8 characters; a trailing incomplete sequence is held back
- * (invalid bytes are passed through so nothing is held forever). */
-static size_t utf8_complete_prefix(const char *buf, size_t n) {
-    size_t i = n, back = 0;
-    while (i > 0 && back < 4 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80) i--, back++;
-    if (i == 0) return back >= 4 ? n : 0;
-    unsigned char lead = (unsigned char)buf[i - 1];
-    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-    if (lead < 0x80 || lead >= 0xF8) return n;
-    return back + 1 >= need ? n : i - 1;
-}
-
-typedef struct text_stream {
-    char pending[16]; /* bytes not yet emitted: an incomplete UTF-8 sequence (< 4) */
-    size_t n_pending;
-    char *buf;        /* piece buffer, grown as needed */
-    size_t buf_bytes;
-} text_stream;
-
-/* Appends a token's bytes and calls back with whatever is now whole. */
-static bool stream_token(text_stream *ts, const vocab *v, int32_t token, pagoda_token_callback cb, void *user) {
-    int32_t n = vocab_token_to_piece(v, token, ts->buf, ts->buf_bytes, false);
-    if (n > (int32_t)ts->buf_bytes) {
-        char *grown = realloc(ts->buf, (size_t)n);
-        if (!grown) return cb ? cb(user, token, "", 0) : true;
-        ts->buf = grown;
-        ts->buf_bytes = (size_t)n;
-        n = vocab_token_to_piece(v, token, ts->buf, ts->buf_bytes, false);
-    }
-    if (n < 0) n = 0;
-    size_t total = ts->n_pending + (size_t)n;
-    char *joined = malloc(total + 1);
-    if (!joined) return cb ? cb(user, token, "", 0) : true;
-    memcpy(joined, ts->pending, ts->n_pending);
-    memcpy(joined + ts->n_pending, ts->buf, (size_t)n);
-    size_t whole = utf8_complete_prefix(joined, total);
-    ts->n_pending = total - whole;
-    if (ts->n_pending > 8) { /* cannot happen with valid pieces; flush anyway */
-        whole = total;
-        ts->n_pending = 0;
-    }
-    memcpy(ts->pending, joined + whole, ts->n_pending);
-    joined[whole] = '\0';
-    bool keep_going = cb ? cb(user, token, joined, whole) : true;
-    free(joined);
-    return keep_going;
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 pagoda_status pagoda_generate(pagoda_model *pm, const int32_t *prompt, size_t n_prompt,
@@ -201,65 +150,48 @@ pagoda_status pagoda_generate(pagoda_model *pm, const int32_t *prompt, size_t n_
     pagoda_generation_stats local = {0};
     if (!stats) stats = &local;
     *stats = (pagoda_generation_stats){.n_prompt = (int32_t)n_prompt};
-    model_context *ctx = pm->ctx;
-    if (n_prompt == 0) return error_set(PAGODA_ERR_INVALID_ARGUMENT, "the prompt is empty");
-    if (n_prompt > (size_t)ctx->n_ctx)
-        return error_set(PAGODA_ERR_CONTEXT_FULL, "the prompt has %zu tokens but the context holds %d "
-                         "(raise it with -c, up to the model's %d)", n_prompt, ctx->n_ctx,
-                         pm->weights->hp.n_ctx_train);
-    sampler_params sp = {params->temperature, params->top_k, params->top_p, params->min_p, params->seed};
-    sampler *smp;
-    pagoda_status st = sampler_init(&sp, pm->weights->hp.n_vocab, &smp);
+    pagoda_sampling_params one = *params;
+    one.n = 1;
+    pagoda_request_id id;
+    pagoda_status st = pagoda_add_request(pm, prompt, n_prompt, &one, 0, &id);
     if (st) return st;
-
-    /* Reuse the cached prefix; always recompute at least the last prompt token for its logits. */
-    int32_t reuse = 0;
-    while (reuse < pm->n_cached && (size_t)reuse + 1 < n_prompt && pm->cached[reuse] == prompt[reuse]) reuse++;
-    ctx->n_past = reuse;
-    pm->n_cached = reuse;
-    double t0 = now_seconds();
-    const float *logits;
-    st = model_eval(ctx, prompt + reuse, (int32_t)(n_prompt - (size_t)reuse), false, &logits);
-    stats->prompt_seconds = now_seconds() - t0;
-    if (st) {
-        pm->n_cached = 0;
-        sampler_free(smp);
-        return st;
-    }
-    memcpy(pm->cached + reuse, prompt + reuse, (n_prompt - (size_t)reuse) * sizeof *prompt);
-    pm->n_cached = (int32_t)n_prompt;
-    stats->n_prompt_computed = (int32_t)n_prompt - reuse;
-
-    text_stream ts = {.buf_bytes = 256};
-    ts.buf = malloc(ts.buf_bytes);
-    if (!ts.buf) {
-        sampler_free(smp);
-        return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory");
-    }
-    double t1 = now_seconds();
-    stats->finish_reason = PAGODA_FINISH_LENGTH;
-    for (;;) {
-        if (params->max_tokens >= 0 && stats->n_generated >= params->max_tokens) break;
-        int32_t token = sampler_sample(smp, logits);
-        if (!params->ignore_eos && vocab_is_eog(pm->vocab, token)) {
-            stats->finish_reason = PAGODA_FINISH_STOP;
+    double t0 = now_seconds(), t_first = 0;
+    bool done = false;
+    while (!done) {
+        const pagoda_output *outs;
+        size_t n_outs;
+        st = pagoda_step(pm, &outs, &n_outs);
+        for (size_t i = 0; i < n_outs && !done; i++) {
+            const pagoda_output *o = &outs[i];
+            if (o->id != id) continue;
+            if (o->n_tokens && t_first == 0) t_first = now_seconds();
+            stats->n_generated = o->n_generated;
+            stats->n_prompt_computed = (int32_t)n_prompt - o->n_cached_tokens;
+            bool keep_going = true;
+            for (size_t t = 0; t < o->n_tokens && callback; t++) /* text with the last token of the step */
+                keep_going = callback(user, o->tokens[t], t + 1 == o->n_tokens ? o->text : "",
+                                      t + 1 == o->n_tokens ? o->text_len : 0) && keep_going;
+            if (!o->n_tokens && o->text_len && callback) callback(user, -1, o->text, o->text_len);
+            if (o->finished) {
+                done = true;
+                stats->finish_reason = o->finish_reason;
+                if (o->finish_reason == PAGODA_FINISH_ERROR && !st)
+                    st = error_set(o->error_status ? o->error_status : PAGODA_ERR_INTERNAL, "%s",
+                                   o->error_message ? o->error_message : "generation failed");
+            } else if (!keep_going) {
+                pagoda_abort(pm, id);
+                done = true;
+                stats->finish_reason = PAGODA_FINISH_CANCELLED;
+            }
+        }
+        if (st && !done) {
+            pagoda_abort(pm, id);
             break;
         }
-        stats->n_generated++;
-        if (!stream_token(&ts, pm->vocab, token, callback, user)) {
-            stats->finish_reason = PAGODA_FINISH_CANCELLED;
-            break;
-        }
-        if (pm->n_cached >= ctx->n_ctx) break; /* full: finish with LENGTH */
-        if ((st = model_eval(ctx, &token, 1, false, &logits))) break;
-        pm->cached[pm->n_cached++] = token;
     }
-    if (!st && ts.n_pending && callback) { /* flush bytes that never completed a character */
-        ts.pending[ts.n_pending] = '\0';
-        callback(user, -1, ts.pending, ts.n_pending);
-    }
-    stats->generation_seconds = now_seconds() - t1;
-    free(ts.buf);
-    sampler_free(smp);
+    double t_end = now_seconds();
+    if (t_first == 0) t_first = t_end;
+    stats->prompt_seconds = t_first - t0;
+    stats->generation_seconds = t_end - t_first;
     return st;
 }

@@ -18,6 +18,7 @@ struct kv_pool {
     int32_t block_size;
     int32_t n_free;   /* blocks with ref 0, all of them in the free list */
     int32_t n_cached; /* blocks registered in the map */
+    bool prefix_caching;
 
     int32_t *ref;  /* [n_blocks] number of tables holding the block */
     int32_t *prev; /* [n_blocks + 1] free-list links; index n_blocks is the sentinel: */
@@ -29,7 +30,8 @@ struct kv_pool {
     uint64_t *key;        /* [n_blocks] chained key (see kv_pool.h) */
     int32_t *parent;      /* [n_blocks] block holding the previous level when registered; -1: level 0 */
     uint64_t *parent_gen; /* [n_blocks] gen[parent] when registered: a later mismatch = stale link */
-    int32_t *tokens;      /* [n_blocks][block_size] the block's token ids */
+    int32_t *tokens;      /* [n_blocks][block_size] the block's token ids ([1][block_size] when
+                           * prefix caching is off) */
 
     /* Open addressing with linear probing: map[i] = block + 1, 0 = empty. Capacity is a power of
      * two >= 2 n_blocks, so the load stays <= 1/2. Deletion shifts entries back (no tombstones). */
@@ -39,8 +41,9 @@ struct kv_pool {
     uint8_t *hash_buf; /* [8 + 4 block_size] scratch for one key computation */
     uint64_t key_mask; /* all ones; fewer bits only in tests (kv_pool_debug_key_bits) */
 
-    int64_t n_queries; /* tokens */
-    int64_t n_hits;    /* tokens */
+    uint64_t n_queries;   /* tokens */
+    uint64_t n_hits;      /* tokens */
+    uint64_t n_evictions; /* cached blocks taken for other data */
 };
 
 /* kv_pool.c */

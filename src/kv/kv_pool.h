@@ -32,12 +32,12 @@
  * Duplicates are deduplicated at commit: when a table commits a block whose content is already
  * cached in another block (two requests with the same prompt prefilled in the same step), the
  * table switches to the cached block (ref + 1) and gives its own back. So kv_pool_commit may change
- * block ids of the table at indices being committed; the runner reads block_ids every step.
+ * block ids of the table at indices being committed; the runner reads the block ids every step.
  *
  * A block table, for a sequence of n_tokens = 37 slots, block_size = 16:
  *
  *     logical block:     0                 1                 2
- *     block_ids:      [  5  ]           [ 12  ]           [  3  ]
+ *     blocks:         [  5  ]           [ 12  ]           [  3  ]
  *     token slots:    0 ......... 15    16 ........ 31    32 .. 36 | 37 .. 47 unused
  *                     |<- n_committed = 2: cached ->|   |<- partial: never cached
  *
@@ -48,10 +48,13 @@
  *     |<----------------- n_computed ------------------->|
  *     |<--------------- kv_pool_allocate(table, n_computed + n_new) --------------->|
  *
- *     1. new request:  kv_pool_match_prefix(pool, tokens, n_prompt, table, &n_computed)
- *     2. each step:    kv_pool_allocate(pool, table, n_computed + n_new)   (or preempt)
- *                      kv_pool_prepare_write(pool, table, p, &copy) for the first position p
- *                      written in each block; copy.src >= 0 -> the runner copies that block
+ *     1. new request:  n_computed = kv_pool_match_prefix(pool, tokens, n_prompt, table)
+ *                      (once admitted: kv_pool_record_lookup(pool, n_prompt, n_computed))
+ *     2. each step:    kv_pool_allocate(pool, table, n_computed, n_computed + n_new, &copy,
+ *                      &has_copy), false -> preempt someone; has_copy -> the runner copies
+ *                      copy.src into copy.dst before the forward pass
+ *                      (or the parts: kv_pool_reserve, then kv_pool_prepare_write for the first
+ *                      position written in each block)
  *     3. after the forward pass: kv_pool_commit(pool, table, tokens, n_computed + n_new)
  *     4. finished / preempted / aborted: kv_pool_release(pool, table)
  *
@@ -73,92 +76,104 @@
 
 typedef struct kv_pool kv_pool;
 
-/* One sequence's blocks. Initialise with kv_block_table_init (or zero it); give its blocks back
- * with kv_pool_release and its memory with kv_block_table_free. Fields are read-only to callers. */
+/* One sequence's blocks. Zero-initialised it is empty; kv_pool_release gives its blocks back and
+ * frees its arrays. Fields are read-only to callers. */
 typedef struct kv_block_table {
-    int32_t *block_ids;   /* [n_blocks] the physical block of each logical block */
-    uint64_t *block_keys; /* [n_committed] prefix-cache key of each committed block */
+    int32_t *blocks;      /* [cap] the physical block of each logical block, n_blocks in use */
+    uint64_t *block_keys; /* [cap] prefix-cache key of each committed block, n_committed valid */
     int32_t n_blocks;     /* ceil(n_tokens / block_size) */
-    int32_t n_committed;  /* leading full blocks whose tokens are known computed (and cached) */
-    int32_t capacity;     /* allocated length of block_ids and block_keys */
+    int32_t cap;
+    int32_t n_committed;  /* leading full blocks whose tokens are computed (and cached) */
     int64_t n_tokens;     /* token slots the table holds */
 } kv_block_table;
 
-/* A block the runner must copy before the write goes ahead (copy-on-write); src = dst = -1: none. */
+/* Block ids of a table, for the runner. */
+static inline const int32_t *kv_block_table_ids(const kv_block_table *t) { return t->blocks; }
+static inline int32_t kv_block_table_n_blocks(const kv_block_table *t) { return t->n_blocks; }
+
+/* A block the runner must copy before the step's writes (copy-on-write): every layer's K/V of
+ * block src into block dst. */
 typedef struct kv_block_copy {
-    int32_t src;
-    int32_t dst;
+    int32_t src, dst;
 } kv_block_copy;
 
 typedef struct kv_pool_stats {
-    int32_t n_blocks;
-    int32_t block_size;
-    int32_t n_free;           /* ref-0 blocks, cached ones included (they are evictable) */
-    int32_t n_cached;         /* blocks registered in the prefix cache, free or held */
-    double usage;             /* (n_blocks - n_free) / n_blocks */
-    int64_t n_prefix_queries; /* tokens of every prompt passed to kv_pool_match_prefix */
-    int64_t n_prefix_hits;    /* of those, tokens found computed in the cache */
+    int32_t n_blocks, n_free, block_size;
+    int32_t n_cached;        /* blocks registered in the prefix cache, free or held */
+    double usage;            /* (n_blocks - n_free) / n_blocks */
+    uint64_t prefix_queries; /* prompt tokens looked up (kv_pool_record_lookup) */
+    uint64_t prefix_hits;    /* of which found computed in the cache */
+    uint64_t n_evictions;    /* cached blocks taken for other data */
 } kv_pool_stats;
 
 /* ---- pool ---------------------------------------------------------------------------------- */
 
 /* All blocks start free, uncached, in id order. Costs O(n_blocks) time for the free list links
- * (a few ms for 1M blocks); the other tables are touched lazily.
+ * (a few ms for 1M blocks); the other arrays are touched lazily. With prefix_caching false,
+ * nothing is ever cached (kv_pool_match_prefix returns 0).
  * Errors: PAGODA_ERR_INVALID_ARGUMENT (n_blocks < 1 or > INT32_MAX - 1, block_size < 1 or >
  * KV_BLOCK_SIZE_MAX), PAGODA_ERR_OUT_OF_MEMORY. */
-pagoda_status kv_pool_init(int32_t n_blocks, int32_t block_size, kv_pool **out);
-/* Frees the pool (tables keep their own memory: free them with kv_block_table_free). NULL: no-op. */
+pagoda_status kv_pool_init(int32_t n_blocks, int32_t block_size, bool prefix_caching, kv_pool **out);
+/* Frees the pool (tables keep their arrays: release them first). NULL: no-op. */
 void kv_pool_free(kv_pool *pool);
 
 int32_t kv_pool_block_size(const kv_pool *pool);
+int32_t kv_pool_n_blocks(const kv_pool *pool);
 int32_t kv_pool_n_free(const kv_pool *pool);
-kv_pool_stats kv_pool_stats_get(const kv_pool *pool);
+void kv_pool_get_stats(const kv_pool *pool, kv_pool_stats *out);
 
 /* Drops every prefix-cache entry (held blocks stay held; free blocks become plain free blocks).
- * The query and hit counters are kept. O(n_blocks). */
+ * The counters are kept. O(n_blocks). */
 void kv_pool_reset_prefix_cache(kv_pool *pool);
 
 /* ---- block tables -------------------------------------------------------------------------- */
 
-void kv_block_table_init(kv_block_table *table);
-/* Frees the table's arrays. Its blocks must have been released (kv_pool_release) first, else
- * they leak from the pool. NULL: no-op. */
-void kv_block_table_free(kv_block_table *table);
+/* For an empty table: reuses the cached blocks of the longest cached prefix of tokens[0..n_tokens)
+ * (ref + 1 each, taken out of the free list if there) and returns how many tokens they hold: a
+ * multiple of block_size, always < n_tokens so the last token is computed for its logits. Sets
+ * table->n_tokens to that. Returns 0 when prefix caching is off, the table is not empty, or
+ * memory for the table runs out (then nothing changed). Counts nothing: the scheduler calls
+ * kv_pool_record_lookup once per admitted request (a waiting request may be matched many times). */
+int32_t kv_pool_match_prefix(kv_pool *pool, const int32_t *tokens, int32_t n_tokens, kv_block_table *table);
+/* Adds a lookup of n_queried prompt tokens of which n_hit were found to the counters. */
+void kv_pool_record_lookup(kv_pool *pool, int32_t n_queried, int32_t n_hit);
 
-/* Looks up the longest cached prefix of tokens[0..n_tokens) and puts those blocks in the empty
- * `table` (ref + 1 each, taken out of the free list if there). *n_computed_out receives the
- * number of tokens already computed: a multiple of block_size, at most n_tokens - 1 (the last
- * token is always left to compute, for its logits). Adds n_tokens to the query counter and
- * *n_computed_out to the hit counter. On return table->n_tokens == *n_computed_out.
- * Errors: PAGODA_ERR_INVALID_ARGUMENT (table not empty, n_tokens < 0), PAGODA_ERR_OUT_OF_MEMORY
- * (nothing changed). */
-pagoda_status kv_pool_match_prefix(kv_pool *pool, const int32_t *tokens, int64_t n_tokens,
-                                   kv_block_table *table, int64_t *n_computed_out);
+/* Free blocks kv_pool_allocate(pool, table, n_computed, n_total, ...) would take: new blocks up
+ * to n_total plus fresh copies of shared blocks holding positions [n_computed, n_total).
+ * kv_pool_reserve(pool, table, n) takes kv_pool_n_blocks_needed(pool, table, n, n). */
+int32_t kv_pool_n_blocks_needed(const kv_pool *pool, const kv_block_table *table, int64_t n_computed,
+                                int64_t n_total);
+bool kv_pool_can_allocate(const kv_pool *pool, const kv_block_table *table, int64_t n_computed,
+                          int64_t n_total);
 
-/* Blocks that kv_pool_allocate(pool, table, n_tokens_total) would take from the free list. */
-int32_t kv_pool_n_blocks_needed(const kv_pool *pool, const kv_block_table *table,
-                                int64_t n_tokens_total);
-/* Whether kv_pool_allocate(pool, table, n_tokens_total) would find enough free blocks. */
-bool kv_pool_can_allocate(const kv_pool *pool, const kv_block_table *table, int64_t n_tokens_total);
+/* The scheduler's one call per sequence and step: tokens [0, n_computed) are computed, the step
+ * writes [n_computed, n_total). Grows the table to n_total slots (kv_pool_reserve) and makes every
+ * block the step writes owned by this table alone (kv_pool_prepare_write). At most one copy is
+ * needed, for the block holding position n_computed when it is shared and n_computed is not at its
+ * start: *has_copy tells, *copy says what. All or nothing: false, with no change, when free blocks
+ * (or memory) are short. A committed block at or after n_computed is uncommitted first (rollback). */
+bool kv_pool_allocate(kv_pool *pool, kv_block_table *table, int32_t n_computed, int32_t n_total,
+                      kv_block_copy *copy, bool *has_copy);
 
 /* Grows `table` to hold n_tokens_total token slots (a smaller value than it holds: no change),
  * taking blocks from the head of the free list; a cached free block taken is evicted from the
  * prefix cache. All or nothing: on failure the pool and the table are unchanged.
  * Errors: PAGODA_ERR_CONTEXT_FULL (not enough free blocks: the message says how many are needed
- * and free), PAGODA_ERR_INVALID_ARGUMENT (n_tokens_total < 0 or too large for int32 block ids),
+ * and free, or that the whole pool is too small), PAGODA_ERR_INVALID_ARGUMENT (n_tokens_total < 0),
  * PAGODA_ERR_OUT_OF_MEMORY. */
-pagoda_status kv_pool_allocate(kv_pool *pool, kv_block_table *table, int64_t n_tokens_total);
+pagoda_status kv_pool_reserve(kv_pool *pool, kv_block_table *table, int64_t n_tokens_total);
 
-/* Makes token slot `pos` of `table` safe to write. When its block is shared (ref > 1) the table
- * gets a fresh block instead, and *copy = {old, new}: the runner copies the old block's K/V into
- * the new one before writing. When the block is unshared but cached (a table truncated into a
- * committed block, then rewritten), it leaves the prefix cache. Otherwise *copy = {-1, -1}.
- * Call it for the first position written in each block of a step (later positions of the same
- * block then need nothing).
+/* Makes the block holding slot `pos` safe for writes of positions pos.. to the block's end; the
+ * table's data in the slots before pos are kept. When the block is shared (ref > 1) the table
+ * gets a fresh block instead; if pos is not at the block's start, *copy = {old, new} and the
+ * runner copies the old block's K/V into the new one before writing (copy-on-write), else there
+ * is nothing of this table's to copy and *copy = {-1, -1}. When the block is unshared but cached
+ * (a table truncated into a committed block, then rewritten), it leaves the prefix cache.
+ * Call it for the first position written in each block of a step.
  * Errors: PAGODA_ERR_INVALID_ARGUMENT (pos outside [0, n_tokens), or inside a committed block:
- * truncate first), PAGODA_ERR_CONTEXT_FULL (a copy is needed but no block is free; nothing changed). */
-pagoda_status kv_pool_prepare_write(kv_pool *pool, kv_block_table *table, int64_t pos,
-                                    kv_block_copy *copy);
+ * truncate first), PAGODA_ERR_CONTEXT_FULL (a fresh block is needed but none is free; nothing
+ * changed). */
+pagoda_status kv_pool_prepare_write(kv_pool *pool, kv_block_table *table, int64_t pos, kv_block_copy *copy);
 
 /* Records that tokens[0..n_computed) of the table's sequence are computed (their K/V written) and
  * registers every newly full block in the prefix cache. A block whose content is already cached
@@ -166,8 +181,7 @@ pagoda_status kv_pool_prepare_write(kv_pool *pool, kv_block_table *table, int64_
  * Errors: PAGODA_ERR_INVALID_ARGUMENT (n_computed > table->n_tokens, or a block is registered
  * with other tokens: it was written without kv_pool_prepare_write). Blocks committed before the
  * failing one stay committed. */
-pagoda_status kv_pool_commit(kv_pool *pool, kv_block_table *table, const int32_t *tokens,
-                             int64_t n_computed);
+pagoda_status kv_pool_commit(kv_pool *pool, kv_block_table *table, const int32_t *tokens, int64_t n_computed);
 
 /* Makes the empty table `dst` share every block of `src` (ref + 1 each), with the same n_tokens
  * and committed blocks. Errors: PAGODA_ERR_INVALID_ARGUMENT (dst not empty or dst == src),
@@ -180,7 +194,7 @@ pagoda_status kv_pool_fork(kv_pool *pool, const kv_block_table *src, kv_block_ta
 pagoda_status kv_pool_truncate(kv_pool *pool, kv_block_table *table, int64_t n_tokens);
 
 /* Gives back every block of the table (ref - 1, last block first; ref 0 -> free-list tail, cached
- * ones keeping their key) and empties it; its memory stays for reuse. */
+ * ones keeping their key), frees its arrays and leaves it zeroed (empty, reusable). */
 void kv_pool_release(kv_pool *pool, kv_block_table *table);
 
 /* ---- inspection (tests, debugging) --------------------------------------------------------- */
@@ -193,12 +207,16 @@ int32_t kv_pool_free_last(const kv_pool *pool);
 int32_t kv_pool_free_next(const kv_pool *pool, int32_t block);
 int32_t kv_pool_free_prev(const kv_pool *pool, int32_t block);
 /* Whether the block is registered in the prefix cache; if so *key and *tokens (block_size ids,
- * owned by the pool) receive its key and token ids. */
+ * owned by the pool) receive its key and token ids (either may be NULL). */
 bool kv_pool_block_cached(const kv_pool *pool, int32_t block, uint64_t *key, const int32_t **tokens);
 /* The block registered under key, or -1. */
 int32_t kv_pool_lookup(const kv_pool *pool, uint64_t key);
 /* Tests only, on a fresh pool: keeps only the low `bits` bits of every key (block_keys too), so
  * keys collide all the time and the verification behind every hit is exercised. */
 void kv_pool_debug_key_bits(kv_pool *pool, int bits);
+/* Checks the pool's own invariants (ref counts against the given live tables, free-list links and
+ * count, map <-> cached flags): false with the first violation as the error message. A debugging
+ * aid for callers such as the engine tests; tests/test_kv_pool.c checks against its own model. */
+bool kv_pool_check(const kv_pool *pool, const kv_block_table *const *tables, int32_t n_tables);
 
 #endif

@@ -83,18 +83,11 @@ static bool same_tokens(const kv_pool *pool, int32_t c, const int32_t *tokens) {
 
 /* ---- match and commit ----------------------------------------------------------------------- */
 
-pagoda_status kv_pool_match_prefix(kv_pool *pool, const int32_t *tokens, int64_t n_tokens,
-                                   kv_block_table *table, int64_t *n_computed_out) {
-    *n_computed_out = 0;
-    if (table->n_blocks != 0 || table->n_tokens != 0)
-        return error_set(PAGODA_ERR_INVALID_ARGUMENT, "kv match_prefix: the table is not empty");
-    if (n_tokens < 0)
-        return error_set(PAGODA_ERR_INVALID_ARGUMENT, "kv match_prefix: n_tokens %lld < 0",
-                         (long long)n_tokens);
+int32_t kv_pool_match_prefix(kv_pool *pool, const int32_t *tokens, int32_t n_tokens, kv_block_table *table) {
+    if (!pool->prefix_caching || table->n_blocks != 0 || table->n_tokens != 0 || n_tokens < 2) return 0;
     const int32_t bs = pool->block_size;
     /* Full blocks strictly before the last token: that token is always computed again. */
-    int64_t max_blocks = n_tokens > 0 ? (n_tokens - 1) / bs : 0;
-    if (max_blocks > pool->n_blocks) max_blocks = pool->n_blocks;
+    int32_t max_blocks = (n_tokens - 1) / bs;
     uint64_t parent_key = KV_HASH_ROOT;
     int32_t parent_blk = -1, m = 0;
     /* First find the chain without touching anything, so a failed reserve changes nothing. */
@@ -103,22 +96,24 @@ pagoda_status kv_pool_match_prefix(kv_pool *pool, const int32_t *tokens, int64_t
         uint64_t key = kv_hash_block(pool, parent_key, blk_tokens);
         int32_t c = kv_map_find(pool, key);
         if (c < 0 || !same_tokens(pool, c, blk_tokens) || !link_ok(pool, c, parent_blk)) break;
-        pagoda_status st = kv_table_reserve(table, m + 1);
-        if (st != PAGODA_OK) return st;
-        table->block_ids[m] = c;
+        if (kv_table_reserve(table, m + 1) != PAGODA_OK) return 0;
+        table->blocks[m] = c;
         table->block_keys[m] = key;
         parent_key = key;
         parent_blk = c;
         m++;
     }
-    for (int32_t j = 0; j < m; j++) kv_block_touch(pool, table->block_ids[j]);
+    for (int32_t j = 0; j < m; j++) kv_block_touch(pool, table->blocks[j]);
     table->n_blocks = m;
     table->n_committed = m;
     table->n_tokens = (int64_t)m * bs;
-    pool->n_queries += n_tokens;
-    pool->n_hits += table->n_tokens;
-    *n_computed_out = table->n_tokens;
-    return PAGODA_OK;
+    return m * bs;
+}
+
+void kv_pool_record_lookup(kv_pool *pool, int32_t n_queried, int32_t n_hit) {
+    if (!pool->prefix_caching) return;
+    pool->n_queries += (uint64_t)(n_queried > 0 ? n_queried : 0);
+    pool->n_hits += (uint64_t)(n_hit > 0 ? n_hit : 0);
 }
 
 pagoda_status kv_pool_commit(kv_pool *pool, kv_block_table *table, const int32_t *tokens,
@@ -129,11 +124,16 @@ pagoda_status kv_pool_commit(kv_pool *pool, kv_block_table *table, const int32_t
                          (long long)n_computed, (long long)table->n_tokens);
     const int32_t bs = pool->block_size;
     int32_t n_full = (int32_t)(n_computed / bs);
+    if (!pool->prefix_caching) {
+        for (int32_t j = table->n_committed; j < n_full; j++) table->block_keys[j] = 0;
+        if (n_full > table->n_committed) table->n_committed = n_full;
+        return PAGODA_OK;
+    }
     for (int32_t j = table->n_committed; j < n_full; j++) {
         const int32_t *blk_tokens = tokens + (size_t)j * bs;
-        int32_t parent_blk = j > 0 ? table->block_ids[j - 1] : -1;
+        int32_t parent_blk = j > 0 ? table->blocks[j - 1] : -1;
         uint64_t key = kv_hash_block(pool, j > 0 ? table->block_keys[j - 1] : KV_HASH_ROOT, blk_tokens);
-        int32_t b = table->block_ids[j];
+        int32_t b = table->blocks[j];
         if (pool->cached[b]) {
             /* Already registered: a fork committed this shared block first. */
             if (pool->key[b] != key || !same_tokens(pool, b, blk_tokens))
@@ -145,7 +145,7 @@ pagoda_status kv_pool_commit(kv_pool *pool, kv_block_table *table, const int32_t
             if (c >= 0 && same_tokens(pool, c, blk_tokens) && link_ok(pool, c, parent_blk)) {
                 /* The same content is cached in c: use it, give ours back (dedup). */
                 kv_block_touch(pool, c);
-                table->block_ids[j] = c;
+                table->blocks[j] = c;
                 kv_block_unref(pool, b);
             } else if (parent_blk < 0 || pool->cached[parent_blk]) {
                 /* Register b unless a live entry holds the key (then only a 64-bit collision

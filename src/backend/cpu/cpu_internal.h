@@ -5,22 +5,25 @@
 #include <immintrin.h>
 
 #include "backend/backend.h"  /* defines: backend, backend_matrix */
+#include "backend/cpu/cpu_paged_attention.h" /* defines: cpu_paged_attention */
 #include "core/threadpool.h"  /* defines: threadpool */
 
-enum {
-    CPU_MATMUL_ROW_TILE = 4,        /* rows per micro-kernel */
-    CPU_MATMUL_CHUNK_BYTES = 1 << 18 /* dequantized rows kept hot per thread */
-};
+typedef struct cpu_matmul_scratch cpu_matmul_scratch; /* cpu_matmul.c */
 
 typedef struct cpu_backend {
     backend base;           /* must be first: backend* <-> cpu_backend* */
     threadpool *pool;
     int64_t max_cols;
-    int64_t chunk_rows;     /* rows dequantized at once: fits CPU_MATMUL_CHUNK_BYTES, multiple of the tile */
-    float **scratch;        /* [n_threads][chunk_rows * max_cols] dequantized rows */
+    cpu_matmul_scratch *mm; /* quantized activations and per-thread weight tiles, sized from max_cols */
+    cpu_paged_attention *paged; /* attention workspace */
+    bool exact;             /* f32 activations in every matmul (cpu_backend_set_exact) */
 } cpu_backend;
 
 void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens);
+/* Allocates cpu->mm for rows of up to max_cols (cpu->pool must exist). Errors: PAGODA_ERR_OUT_OF_MEMORY
+ * (cpu->mm is then NULL). */
+pagoda_status cpu_matmul_scratch_init(cpu_backend *cpu, int64_t max_cols);
+void cpu_matmul_scratch_free(cpu_backend *cpu); /* no-op when cpu->mm is NULL */
 void cpu_attention(backend *be, const backend_attention_args *args);
 
 /* Sum of the 8 lanes. */

@@ -1,22 +1,196 @@
-/* backend/cpu/cpu_matmul.c - y = x W^T for weights in any dequantizable type.
+/* backend/cpu/cpu_matmul.c - y = x W^T for weights in any dequantizable type: the dispatcher.
  *
- * Each thread takes a contiguous range of output rows. It dequantizes a chunk of rows (sized to stay
- * in L2) into its scratch once, then sweeps every token over that chunk with a 4-row x 2-token
- * micro-kernel (8 AVX2 accumulators sharing loads). F32 weights are read in place.
- * TODO(issue 7): integer dot products on quantized activations (VNNI), AVX-512 and BF16 paths.
+ * Three paths, chosen per call from the weight type:
+ *  - integer (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K): x is quantized to 8 bits per block of
+ *    32 (cpu_quant_dot.h) in pieces of at most max_tokens tokens, into scratch sized at init. Each
+ *    thread takes a contiguous range of 4-row tiles, expands a tile into a common u8 form in L1
+ *    and runs the AVX2 (maddubs) or AVX-512 VNNI (dpbusd) tile kernel over the piece's tokens,
+ *    a block of tokens at a time so that their quantized rows stay in L2.
+ *  - float (F32, F16, BF16, and Q2_K / Q3_K through the reference dequantizer): 4-row tiles as f32
+ *    (F32 read in place, others converted into per-thread scratch), a 4-row x 2-token FMA kernel.
+ *    With AVX-512 BF16, BF16 rows use _mm512_dpbf16_ps on x split into two bf16 halves
+ *    (cpu_matmul_avx512.c).
+ *  - streaming fallback, for rows longer than the max_cols given at init: dequantizes 256 elements
+ *    at a time on the stack. Slow, but needs no scratch.
+ * Decode (a few tokens) and prefill use the same code: rows are split across threads, so every
+ * thread gets the same amount of work. In exact mode (cpu_backend_set_exact) every type takes the
+ * float path.
  */
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
-#include "kernels/ref/dequant.h" /* defines: dequant_row */
+#include "backend/cpu/cpu_quant_dot.h" /* defines: cpu_qact, cpu_wtile, cpu_expand_get, cpu_qdot_tile_* */
+#include "core/cpu.h"                  /* defines: cpu_use_avx512, cpu_get_features */
+#include "core/dtype.h"                /* defines: DTYPE_*, dtype_get_info */
+#include "core/error.h"                /* defines: error_set */
+#include "kernels/ref/dequant.h"       /* defines: dequant_row */
+
+enum {
+    CPU_MATMUL_MAX_TOKENS = 512,       /* tokens quantized per piece */
+    CPU_MATMUL_ACT_L2_BYTES = 1 << 18, /* quantized activations swept per row tile */
+    CPU_MATMUL_STREAM_ELEMS = 256,     /* elements per step of the streaming fallback */
+    CPU_MATMUL_FUSED_TOKENS = 3,       /* pieces of at most this many tokens use the fused kernels */
+};
+
+struct cpu_matmul_scratch {
+    int64_t max_cols;
+    int64_t max_tokens;
+    cpu_qact act;      /* buffers for [max_tokens][max_cols] */
+    cpu_wtile *tiles;  /* [n_threads], buffers for CPU_QDOT_MAX_ROWS rows of max_cols */
+    float **rows;      /* [n_threads][CPU_QDOT_MAX_ROWS * max_cols] f32 rows of the float path */
+    uint16_t *x_bf16;  /* [max_tokens][2][max_cols] x split into bf16 halves; NULL without AVX512_BF16 */
+    int n_threads;
+};
+
+static _Atomic int forced_isa = CPU_ISA_AUTO;
+
+cpu_isa cpu_matmul_force_isa(cpu_isa isa) {
+    atomic_store(&forced_isa, (int)isa);
+    return isa == CPU_ISA_AVX2 || !cpu_use_avx512() ? CPU_ISA_AVX2 : CPU_ISA_AVX512;
+}
+
+static cpu_isa current_isa(void) {
+    return atomic_load(&forced_isa) == CPU_ISA_AVX2 || !cpu_use_avx512() ? CPU_ISA_AVX2 : CPU_ISA_AVX512;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scratch
+ * ------------------------------------------------------------------------------------------- */
+
+static void *alloc_aligned(size_t n_bytes) {
+    return aligned_alloc(64, (n_bytes + 63) / 64 * 64);
+}
+
+void cpu_matmul_scratch_free(cpu_backend *cpu) {
+    cpu_matmul_scratch *mm = cpu->mm;
+    if (!mm) return;
+    free(mm->act.q);
+    free(mm->act.d);
+    free(mm->act.s16);
+    free(mm->act.ds);
+    free(mm->x_bf16);
+    for (int i = 0; i < mm->n_threads; i++) {
+        if (mm->tiles) {
+            free(mm->tiles[i].q);
+            free(mm->tiles[i].scale);
+            free(mm->tiles[i].min);
+        }
+        if (mm->rows) free(mm->rows[i]);
+    }
+    free(mm->tiles);
+    free(mm->rows);
+    free(mm);
+    cpu->mm = NULL;
+}
+
+pagoda_status cpu_matmul_scratch_init(cpu_backend *cpu, int64_t max_cols) {
+    cpu_matmul_scratch *mm = calloc(1, sizeof *mm);
+    cpu->mm = mm;
+    if (!mm) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the CPU matmul scratch");
+    int n = threadpool_n_threads(cpu->pool);
+    int64_t cols = (max_cols + 255) / 256 * 256; /* whole super-blocks */
+    mm->max_cols = cols;
+    mm->max_tokens = CPU_MATMUL_MAX_TOKENS;
+    mm->n_threads = n;
+    size_t t = (size_t)mm->max_tokens, c = (size_t)cols;
+    mm->act.q = alloc_aligned(t * c);
+    mm->act.d = alloc_aligned(t * c / 32 * sizeof(float));
+    mm->act.s16 = alloc_aligned(t * c / 16 * sizeof(float));
+    mm->act.ds = alloc_aligned(t * c / 16 * sizeof(float));
+    mm->tiles = calloc((size_t)n, sizeof *mm->tiles);
+    mm->rows = calloc((size_t)n, sizeof *mm->rows);
+    bool ok = mm->act.q && mm->act.d && mm->act.s16 && mm->act.ds && mm->tiles && mm->rows;
+    if (ok && cpu_get_features()->avx512bf16) ok = (mm->x_bf16 = alloc_aligned(t * 2 * c * sizeof(uint16_t)));
+    for (int i = 0; ok && i < n; i++) {
+        cpu_wtile *tile = &mm->tiles[i];
+        tile->q = alloc_aligned(CPU_QDOT_MAX_ROWS * c);
+        tile->scale = alloc_aligned(CPU_QDOT_MAX_ROWS * c / 4 * sizeof(float));
+        tile->min = alloc_aligned(CPU_QDOT_MAX_ROWS * c / 16 * sizeof(float));
+        mm->rows[i] = alloc_aligned(CPU_QDOT_MAX_ROWS * c * sizeof(float));
+        ok = tile->q && tile->scale && tile->min && mm->rows[i];
+    }
+    if (!ok) {
+        cpu_matmul_scratch_free(cpu);
+        return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the CPU matmul scratch (%lld columns)",
+                         (long long)max_cols);
+    }
+    return PAGODA_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Shared job description
+ * ------------------------------------------------------------------------------------------- */
 
 typedef struct matmul_job {
-    cpu_backend *cpu;
+    cpu_matmul_scratch *mm;
     const backend_matrix *w;
-    const float *x;  /* [n_tokens][n_cols] */
-    float *y;        /* [n_tokens][n_rows] */
+    const float *x;   /* [n_tokens][n_cols] */
+    float *y;         /* [n_tokens][n_rows] */
     int64_t n_tokens;
+    int64_t t0;       /* integer path: first token of the current piece */
+    int64_t n_piece;  /* integer path: tokens in the current piece */
+    cpu_isa isa;
+    cpu_expand_fn expand;
+    cpu_qdot_rows_fn fused; /* few-token kernel, or NULL */
 } matmul_job;
+
+/* This thread's row tiles [*r_begin, *r_end), in whole tiles of CPU_QDOT_MAX_ROWS. */
+static void split_rows(int64_t n_rows, int thread_index, int n_threads, int64_t *r_begin, int64_t *r_end) {
+    int64_t n_tiles = (n_rows + CPU_QDOT_MAX_ROWS - 1) / CPU_QDOT_MAX_ROWS;
+    threadpool_split(n_tiles, thread_index, n_threads, r_begin, r_end);
+    *r_begin *= CPU_QDOT_MAX_ROWS;
+    *r_end *= CPU_QDOT_MAX_ROWS;
+    if (*r_end > n_rows) *r_end = n_rows;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Integer path
+ * ------------------------------------------------------------------------------------------- */
+
+static void quantize_thread(void *arg, int thread_index, int n_threads) {
+    const matmul_job *job = arg;
+    int64_t begin, end;
+    threadpool_split(job->n_piece, thread_index, n_threads, &begin, &end);
+    cpu_qact_quantize(job->x, job->t0 + begin, job->t0 + end, job->t0, &job->mm->act);
+}
+
+static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
+    const matmul_job *job = arg;
+    const backend_matrix *w = job->w;
+    const int64_t n = w->n_cols;
+    cpu_wtile *tile = &job->mm->tiles[thread_index];
+    tile->n_cols = n;
+    int64_t r_begin, r_end;
+    split_rows(w->n_rows, thread_index, n_threads, &r_begin, &r_end);
+    if (job->fused && job->n_piece <= CPU_MATMUL_FUSED_TOKENS) {
+        job->fused((const uint8_t *)w->data + (size_t)r_begin * w->row_bytes, w->row_bytes, r_end - r_begin,
+                   &job->mm->act, 0, job->n_piece, job->y + job->t0 * w->n_rows + r_begin, w->n_rows);
+        return;
+    }
+    /* tokens per sweep: their quantized rows (n + n/8 + n/4 bytes each) stay in L2 */
+    int64_t token_block = CPU_MATMUL_ACT_L2_BYTES / (n + n / 8 + n / 4);
+    token_block = token_block < 4 ? 4 : token_block / 4 * 4;
+    bool unsigned_codes = job->isa == CPU_ISA_AVX512;
+    for (int64_t tb = 0; tb < job->n_piece; tb += token_block) {
+        int64_t tb_end = tb + token_block < job->n_piece ? tb + token_block : job->n_piece;
+        for (int64_t r0 = r_begin; r0 < r_end; r0 += CPU_QDOT_MAX_ROWS) {
+            int n_tile_rows = (int)(r_end - r0 < CPU_QDOT_MAX_ROWS ? r_end - r0 : CPU_QDOT_MAX_ROWS);
+            for (int r = 0; r < n_tile_rows; r++)
+                job->expand((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes, tile, r, unsigned_codes);
+            float *y = job->y + job->t0 * w->n_rows + r0;
+            if (job->isa == CPU_ISA_AVX512)
+                cpu_qdot_tile_avx512(tile, n_tile_rows, &job->mm->act, tb, tb_end, y, w->n_rows);
+            else
+                cpu_qdot_tile_avx2(tile, n_tile_rows, &job->mm->act, tb, tb_end, y, w->n_rows);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Float path
+ * ------------------------------------------------------------------------------------------- */
 
 /* y[t][r0 + i] for i < n_rows_tile (<= 4), tokens t0, t0+1. */
 static void kernel_4x2(const float *const rows[4], int n_rows_tile, const float *x0, const float *x1,
@@ -50,19 +224,56 @@ static void kernel_4x2(const float *const rows[4], int n_rows_tile, const float 
         }
 }
 
-static void matmul_rows(const matmul_job *job, const float *const *row_ptrs, int64_t r0, int64_t n_rows_chunk) {
+/* One row as f32: in place for F32, else converted into dst. */
+static const float *row_as_f32(const backend_matrix *w, int64_t r, float *dst) {
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+    int64_t n = w->n_cols, i = 0;
+    switch (w->type) {
+    case DTYPE_F32:
+        return (const float *)src;
+    case DTYPE_F16:
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
+        for (; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = _cvtsh_ss(h);
+        }
+        return dst;
+    case DTYPE_BF16:
+        for (; i + 8 <= n; i += 8) {
+            __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + 2 * i)));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+        }
+        for (; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = bf16_to_fp32(h);
+        }
+        return dst;
+    default:
+        dequant_row(w->type, src, dst, n); /* the type was validated at model load */
+        return dst;
+    }
+}
+
+static void matmul_float_thread(void *arg, int thread_index, int n_threads) {
+    const matmul_job *job = arg;
     const backend_matrix *w = job->w;
-    int64_t n = w->n_cols;
-    for (int64_t rt = 0; rt < n_rows_chunk; rt += CPU_MATMUL_ROW_TILE) {
-        int tile = (int)(n_rows_chunk - rt < CPU_MATMUL_ROW_TILE ? n_rows_chunk - rt : CPU_MATMUL_ROW_TILE);
+    const int64_t n = w->n_cols;
+    float *scratch = job->mm->rows[thread_index];
+    int64_t r_begin, r_end;
+    split_rows(w->n_rows, thread_index, n_threads, &r_begin, &r_end);
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += CPU_QDOT_MAX_ROWS) {
+        int tile = (int)(r_end - r0 < CPU_QDOT_MAX_ROWS ? r_end - r0 : CPU_QDOT_MAX_ROWS);
         const float *rows[4];
-        for (int r = 0; r < 4; r++) rows[r] = row_ptrs[rt + (r < tile ? r : 0)];
+        for (int r = 0; r < 4; r++) rows[r] = r < tile ? row_as_f32(w, r0 + r, scratch + r * n) : rows[0];
         for (int64_t t = 0; t < job->n_tokens; t += 2) {
             const float *x0 = job->x + t * n;
             const float *x1 = t + 1 < job->n_tokens ? x0 + n : x0;
             float out0[4], out1[4];
             kernel_4x2(rows, tile, x0, x1, n, out0, out1);
-            float *y0 = job->y + t * w->n_rows + r0 + rt;
+            float *y0 = job->y + t * w->n_rows + r0;
             for (int r = 0; r < tile; r++) y0[r] = out0[r];
             if (t + 1 < job->n_tokens)
                 for (int r = 0; r < tile; r++) y0[w->n_rows + r] = out1[r];
@@ -70,37 +281,59 @@ static void matmul_rows(const matmul_job *job, const float *const *row_ptrs, int
     }
 }
 
-static void matmul_thread(void *arg, int thread_index, int n_threads) {
+/* ---------------------------------------------------------------------------------------------
+ * Streaming fallback (rows longer than the scratch)
+ * ------------------------------------------------------------------------------------------- */
+
+static void matmul_stream_thread(void *arg, int thread_index, int n_threads) {
     const matmul_job *job = arg;
     const backend_matrix *w = job->w;
-    int64_t begin, end;
-    /* Split in whole tiles so threads share no tile. */
-    int64_t n_tiles = (w->n_rows + CPU_MATMUL_ROW_TILE - 1) / CPU_MATMUL_ROW_TILE;
-    threadpool_split(n_tiles, thread_index, n_threads, &begin, &end);
-    begin *= CPU_MATMUL_ROW_TILE;
-    end *= CPU_MATMUL_ROW_TILE;
-    if (end > w->n_rows) end = w->n_rows;
-    float *scratch = job->cpu->scratch[thread_index];
-    int64_t chunk = job->cpu->chunk_rows;
-    const float *row_ptrs[4096]; /* chunk_rows <= 4096 (cpu_backend_init) */
-    for (int64_t r0 = begin; r0 < end; r0 += chunk) {
-        int64_t n_rows_chunk = end - r0 < chunk ? end - r0 : chunk;
-        for (int64_t r = 0; r < n_rows_chunk; r++) {
-            const uint8_t *src = (const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes;
-            if (w->type == 0 /* DTYPE_F32: read in place */) {
-                row_ptrs[r] = (const float *)src;
-            } else {
-                float *dst = scratch + r * w->n_cols;
-                dequant_row(w->type, src, dst, w->n_cols); /* type validated at load */
-                row_ptrs[r] = dst;
-            }
+    const dtype_info *info = dtype_get_info(w->type);
+    int64_t r_begin, r_end;
+    threadpool_split(w->n_rows, thread_index, n_threads, &r_begin, &r_end);
+    float buf[CPU_MATMUL_STREAM_ELEMS];
+    for (int64_t r = r_begin; r < r_end; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int64_t t = 0; t < job->n_tokens; t++) job->y[t * w->n_rows + r] = 0.0f;
+        for (int64_t c0 = 0; c0 < w->n_cols; c0 += CPU_MATMUL_STREAM_ELEMS) {
+            int64_t len = w->n_cols - c0 < CPU_MATMUL_STREAM_ELEMS ? w->n_cols - c0 : CPU_MATMUL_STREAM_ELEMS;
+            dequant_row(w->type, row + c0 / info->block_elems * info->block_bytes, buf, len);
+            for (int64_t t = 0; t < job->n_tokens; t++)
+                job->y[t * w->n_rows + r] += cpu_dot(buf, job->x + t * w->n_cols + c0, len);
         }
-        matmul_rows(job, row_ptrs, r0, n_rows_chunk);
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Entry point
+ * ------------------------------------------------------------------------------------------- */
+
 void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens) {
     cpu_backend *cpu = (cpu_backend *)be;
-    matmul_job job = {cpu, w, x, y, n_tokens};
-    threadpool_run(cpu->pool, matmul_thread, &job);
+    cpu_matmul_scratch *mm = cpu->mm;
+    matmul_job job = {.mm = mm, .w = w, .x = x, .y = y, .n_tokens = n_tokens, .isa = current_isa(),
+                      .expand = cpu_expand_get(w->type), .fused = cpu_qdot_rows_get(w->type)};
+    if (n_tokens <= 0 || w->n_rows <= 0) return;
+    if (job.isa == CPU_ISA_AVX512 && cpu_qdot_rows_get_avx512(w->type)) job.fused = cpu_qdot_rows_get_avx512(w->type);
+    if (w->n_cols > mm->max_cols) {
+        threadpool_run(cpu->pool, matmul_stream_thread, &job);
+        return;
+    }
+    if (!job.expand || cpu->exact) {
+        if (w->type == DTYPE_BF16 && job.isa == CPU_ISA_AVX512 && mm->x_bf16 && !cpu->exact)
+            cpu_matmul_bf16_avx512(cpu->pool, w, x, y, n_tokens, mm->x_bf16, mm->max_tokens);
+        else
+            threadpool_run(cpu->pool, matmul_float_thread, &job);
+        return;
+    }
+    mm->act.n_cols = w->n_cols;
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += mm->max_tokens) {
+        job.t0 = t0;
+        job.n_piece = n_tokens - t0 < mm->max_tokens ? n_tokens - t0 : mm->max_tokens;
+        if (job.n_piece < 8)
+            cpu_qact_quantize(x, t0, t0 + job.n_piece, t0, &mm->act);
+        else
+            threadpool_run(cpu->pool, quantize_thread, &job);
+        threadpool_run(cpu->pool, matmul_int_thread, &job);
+    }
 }
