@@ -10,7 +10,7 @@ SAN      ?=
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g $(OPT) $(SAN) \
               -march=x86-64-v3 -Iinclude -Isrc -pthread
 AVX512_FLAGS = -march=x86-64-v4 -mavx512vnni -mavx512bf16 -mavx512vbmi
-LIBS     = -lpcre2-8 -lutf8proc -lm -pthread
+LIBS     = -lpcre2-8 -lutf8proc -ljansson -lxxhash -lm -pthread
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
 CLI_SRCS  := $(shell find src/cli -name '*.c' | sort)
@@ -53,7 +53,7 @@ test-asan:
 
 # libFuzzer targets (clang). `make fuzz` builds them; run e.g. build-fuzz/fuzz_gguf -max_total_time=60
 fuzz:
-	$(MAKE) CC=clang BUILD=build-fuzz OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" $(BUILD)/../build-fuzz/libpagoda.a
+	$(MAKE) CC=clang BUILD=build-fuzz OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libpagoda.a
 	@mkdir -p build-fuzz/fuzz
 	for f in fuzz/fuzz_*.c; do clang -std=c11 -D_GNU_SOURCE -g -O1 -march=x86-64-v3 -Iinclude -Isrc \
 	  -fsanitize=fuzzer,address,undefined $$f build-fuzz/libpagoda.a $(LIBS) -o build-fuzz/fuzz/$$(basename $$f .c) || exit 1; done

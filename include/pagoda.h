@@ -7,10 +7,11 @@
  *   - Objects are opaque handles created by *_load / *_init and released by the matching *_free.
  *     *_free(NULL) is a no-op.
  *
- * Implemented so far: model loading, tokenization, chat templates and single-sequence generation
- * (one pagoda_model serves one conversation at a time; its KV cache keeps the longest common
- * prefix between calls, so a chat's earlier turns are not recomputed).
- * TODO(issue 3): the batched engine API (add request / step / stream / abort).
+ * A pagoda_model is a loaded model plus its engine: a paged KV cache with automatic prefix caching
+ * and a continuous-batching scheduler. Requests are added at any time (pagoda_add_request); each
+ * pagoda_step runs one iteration for every scheduled request and reports what each produced;
+ * pagoda_abort cancels one. pagoda_generate is the one-request convenience on top.
+ * All calls on one pagoda_model must come from one thread (the engine thread).
  */
 #ifndef PAGODA_H
 #define PAGODA_H
@@ -42,10 +43,21 @@ const char *pagoda_status_name(pagoda_status status);
 /* ---- Models ------------------------------------------------------------------------------------ */
 typedef struct pagoda_model pagoda_model;
 
+typedef enum pagoda_kv_type { PAGODA_KV_F16 = 0, PAGODA_KV_F32, PAGODA_KV_BF16 } pagoda_kv_type;
+typedef enum pagoda_sched_policy { PAGODA_SCHED_FCFS = 0, PAGODA_SCHED_PRIORITY } pagoda_sched_policy;
+
 typedef struct pagoda_model_params {
-    int32_t n_threads; /* <= 0: one per CPU */
-    int32_t n_ctx;     /* context positions; <= 0: min(trained context, 4096) */
-    int32_t n_batch;   /* most prompt tokens per forward pass; <= 0: 512 */
+    int32_t n_threads;          /* <= 0: one per CPU */
+    int32_t n_ctx;              /* longest sequence (prompt + output); <= 0: min(trained context, 4096) */
+    int32_t n_batch;            /* tokens computed per step, all sequences together; <= 0: 512 */
+    int32_t max_seqs;           /* sequences running at once; <= 0: 64 */
+    int64_t kv_cache_bytes;     /* KV cache budget; <= 0: kv_cache_fraction of available memory,
+                                   at most what max_seqs full-length sequences need */
+    float kv_cache_fraction;    /* <= 0: 0.25 */
+    int32_t kv_block_size;      /* tokens per KV block; <= 0: 16 */
+    pagoda_kv_type kv_type;     /* default F16 */
+    bool no_prefix_caching;     /* turn automatic prefix caching off */
+    pagoda_sched_policy policy; /* FCFS (default) or by request priority */
 } pagoda_model_params;
 
 pagoda_model_params pagoda_model_params_default(void);
@@ -61,6 +73,10 @@ typedef struct pagoda_model_info {
     int32_t n_vocab, n_ctx_train, n_ctx, n_embd, n_layer, n_head, n_head_kv, n_threads;
     int64_t n_params;
     size_t file_bytes;
+    int64_t kv_blocks;          /* KV cache: blocks, of kv_block_size tokens, kv_bytes in all */
+    int32_t kv_block_size;
+    size_t kv_bytes;
+    const char *kv_type;        /* "F16", "F32", "BF16" */
 } pagoda_model_info;
 void pagoda_model_get_info(const pagoda_model *model, pagoda_model_info *out);
 
@@ -98,6 +114,7 @@ typedef struct pagoda_sampling_params {
     uint64_t seed;
     int32_t max_tokens; /* most tokens to generate; < 0: until end of generation or a full context */
     bool ignore_eos;    /* keep going past end-of-generation tokens */
+    int32_t n;          /* parallel samples of one prompt (they share its KV blocks); <= 0: 1 */
 } pagoda_sampling_params;
 
 pagoda_sampling_params pagoda_sampling_params_default(void); /* temperature 0.8, top_k 40, top_p 0.95,
@@ -105,8 +122,9 @@ pagoda_sampling_params pagoda_sampling_params_default(void); /* temperature 0.8,
 
 typedef enum pagoda_finish_reason {
     PAGODA_FINISH_STOP,      /* an end-of-generation token */
-    PAGODA_FINISH_LENGTH,    /* max_tokens reached, or the context is full */
-    PAGODA_FINISH_CANCELLED, /* the callback asked to stop */
+    PAGODA_FINISH_LENGTH,    /* max_tokens reached, or the context (or the KV cache) is full */
+    PAGODA_FINISH_CANCELLED, /* the callback asked to stop, or the request was aborted */
+    PAGODA_FINISH_ERROR,     /* the request failed: see pagoda_output.error_message */
 } pagoda_finish_reason;
 
 typedef struct pagoda_generation_stats {
@@ -129,6 +147,54 @@ typedef bool (*pagoda_token_callback)(void *user, int32_t token, const char *tex
 pagoda_status pagoda_generate(pagoda_model *model, const int32_t *prompt, size_t n_prompt,
                               const pagoda_sampling_params *params, pagoda_token_callback callback, void *user,
                               pagoda_generation_stats *stats);
+
+/* ---- The engine: many requests at once ----------------------------------------------------------- */
+typedef int64_t pagoda_request_id;
+
+/* Queues a request. The prompt is copied. priority matters with PAGODA_SCHED_PRIORITY (lower first).
+ * Errors: PAGODA_ERR_INVALID_ARGUMENT (empty prompt, bad token id, bad sampling parameter),
+ * PAGODA_ERR_CONTEXT_FULL (the prompt exceeds n_ctx or can never fit in the KV cache). */
+pagoda_status pagoda_add_request(pagoda_model *model, const int32_t *prompt, size_t n_prompt,
+                                 const pagoda_sampling_params *params, int32_t priority, pagoda_request_id *out_id);
+
+/* What one sample of one request produced in a step. */
+typedef struct pagoda_output {
+    pagoda_request_id id;
+    int32_t index;                /* which of the request's n samples */
+    const int32_t *tokens;        /* tokens generated this step (the end-of-generation token is not) */
+    size_t n_tokens;
+    const char *text;             /* text completed this step (whole UTF-8 characters), NUL-terminated */
+    size_t text_len;
+    bool finished;
+    pagoda_finish_reason finish_reason; /* when finished */
+    const char *error_message;    /* when finish_reason is PAGODA_FINISH_ERROR */
+    int32_t n_prompt_tokens;      /* usage: prompt tokens, of which n_cached_tokens came from the prefix cache */
+    int32_t n_cached_tokens;
+    int32_t n_generated;          /* tokens generated so far by this sample */
+} pagoda_output;
+
+/* Runs one engine iteration. *outputs (valid until the next step) lists every sample that produced
+ * tokens or finished. Errors: PAGODA_ERR_OUT_OF_MEMORY and internal errors (the engine stays usable;
+ * requests that could not proceed finish with PAGODA_FINISH_ERROR). */
+pagoda_status pagoda_step(pagoda_model *model, const pagoda_output **outputs, size_t *n_outputs);
+
+/* Cancels a request; its KV blocks return to the pool at once; it reports no more outputs.
+ * Errors: PAGODA_ERR_INVALID_ARGUMENT (unknown or finished id). */
+pagoda_status pagoda_abort(pagoda_model *model, pagoda_request_id id);
+
+/* True while any request is waiting or running. */
+bool pagoda_has_unfinished(const pagoda_model *model);
+
+typedef struct pagoda_engine_stats {
+    int32_t n_running, n_waiting;
+    int64_t kv_blocks_total, kv_blocks_used;
+    double kv_usage;                       /* used / total */
+    uint64_t prefix_queries, prefix_hits;  /* in tokens */
+    uint64_t n_preemptions;
+    uint64_t prompt_tokens, generated_tokens, computed_tokens;
+    uint64_t n_steps;
+} pagoda_engine_stats;
+void pagoda_get_stats(const pagoda_model *model, pagoda_engine_stats *out);
 
 #ifdef __cplusplus
 }

@@ -137,7 +137,7 @@ static double check_shape(uint32_t type, int64_t n_cols, int64_t n_rows, int64_t
 /* Rows longer than the backend's max_cols take the streaming path. */
 static void check_stream_fallback(uint32_t type, double threshold) {
     backend *small;
-    CHECK(cpu_backend_init(2, 256, &small) == PAGODA_OK);
+    CHECK(cpu_backend_init(2, 256, NULL, &small) == PAGODA_OK);
     int64_t n_cols = 1536, n_rows = 7, n_tokens = 3;
     size_t row_bytes;
     CHECK(dtype_row_bytes(type, n_cols, &row_bytes));
@@ -163,7 +163,7 @@ static void check_stream_fallback(uint32_t type, double threshold) {
 
 int main(void) {
     rng = test_seed();
-    for (int n = 1; n <= 3; n++) CHECK(cpu_backend_init(n, MAX_COLS, &backends[n]) == PAGODA_OK);
+    for (int n = 1; n <= 3; n++) CHECK(cpu_backend_init(n, MAX_COLS, NULL, &backends[n]) == PAGODA_OK);
     if (!cpu_use_avx512()) printf("note: no AVX-512 on this CPU; only the AVX2 kernels are tested\n");
     static const uint32_t types[] = {DTYPE_F32,  DTYPE_F16,  DTYPE_BF16, DTYPE_Q4_0, DTYPE_Q4_1,
                                      DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0, DTYPE_Q2_K, DTYPE_Q3_K,

@@ -42,7 +42,7 @@ static void run_greedy(int n_threads, const int32_t *prompt, int n_prompt, const
     model_context *ctx;
     CHECK_MSG(gguf_open(model_path, &file) == PAGODA_OK, "%s", pagoda_last_error());
     CHECK_MSG(model_load_gguf(file, &m) == PAGODA_OK, "%s", pagoda_last_error());
-    CHECK(cpu_backend_init(n_threads, m->hp.n_ff, &be) == PAGODA_OK);
+    CHECK(cpu_backend_init(n_threads, m->hp.n_ff, NULL, &be) == PAGODA_OK);
     /* A small batch forces the prompt through several pieces. */
     CHECK(model_context_init(m, be, 256, 3, &ctx) == PAGODA_OK);
     const float *logits;

@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/ref/ops.h" /* defines: rope_params */
+#include "kernels/ref/ops.h"             /* defines: rope_params */
+#include "kernels/ref/paged_attention.h" /* defines: paged_attention_args, kv_cache_view */
 #include "pagoda.h"          /* defines: pagoda_status */
 
 /* A weight matrix as stored in the model file: n_rows rows of n_cols elements of `type`. */
@@ -48,6 +49,14 @@ struct backend {
     void (*rope)(backend *be, float *x, const int32_t *pos, int64_t n_tokens, int n_heads, int head_dim,
                  const rope_params *rope);
     void (*attention)(backend *be, const backend_attention_args *args);
+    /* Writes n_tokens rows of K and V (f32, [n_tokens][n_kv_head][head_dim]) of `layer` to their
+     * slots in the paged cache, converting to the cache type. */
+    void (*kv_write)(backend *be, const kv_cache_view *cache, int layer, const float *k, const float *v,
+                     const int32_t *slot_mapping, int64_t n_tokens);
+    /* Copies whole blocks src[i] -> dst[i], K and V, in every layer (copy-on-write). */
+    void (*kv_copy_blocks)(backend *be, const kv_cache_view *cache, const int32_t *src, const int32_t *dst, int n);
+    /* Causal grouped-query attention of a mixed batch over the paged cache (kernels/ref/paged_attention.h). */
+    void (*paged_attention)(backend *be, const paged_attention_args *args);
     void (*swiglu)(backend *be, float *gate, const float *up, int64_t n); /* gate = silu(gate) * up */
     void (*add)(backend *be, float *y, const float *x, int64_t n);       /* y += x */
     int (*n_threads)(const backend *be);

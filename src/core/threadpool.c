@@ -11,7 +11,9 @@
 
 #include "core/error.h" /* defines: error_set */
 
-enum { SPIN_ITERATIONS = 20000 };
+/* Spin this many rounds before sleeping; every YIELD_EVERY rounds give the core away, so that on an
+ * oversubscribed machine a spinning thread does not starve the preempted thread it waits for. */
+enum { SPIN_ITERATIONS = 20000, YIELD_EVERY = 128 };
 
 typedef struct worker {
     struct threadpool *pool;
@@ -40,7 +42,8 @@ static void *worker_main(void *arg) {
         uint_fast64_t gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         for (int spin = 0; gen == seen && spin < SPIN_ITERATIONS; spin++) {
             if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed)) return NULL;
-            __builtin_ia32_pause();
+            if (spin % YIELD_EVERY == YIELD_EVERY - 1) sched_yield();
+            else __builtin_ia32_pause();
             gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         }
         if (gen == seen) {
@@ -132,7 +135,8 @@ void threadpool_run(threadpool *pool, threadpool_fn fn, void *ctx) {
     fn(ctx, 0, pool->n_threads);
     for (int spin = 0; atomic_load_explicit(&pool->n_pending, memory_order_acquire) > 0; spin++) {
         if (spin < SPIN_ITERATIONS) {
-            __builtin_ia32_pause();
+            if (spin % YIELD_EVERY == YIELD_EVERY - 1) sched_yield();
+            else __builtin_ia32_pause();
             continue;
         }
         pthread_mutex_lock(&pool->mutex);

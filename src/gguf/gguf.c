@@ -301,10 +301,10 @@ static pagoda_status parse(gguf_file *f) {
         return st;
     /* Each kv takes >= 8+1+4+1 bytes and each tensor info >= 8+1+4+8+4+8: bound before allocating. */
     if (n_kv > bytes_left(&r) / 14)
-        return error_set(PAGODA_ERR_FORMAT, "%s: metadata count %llu is impossible for a %zu-byte file",
+        return error_set(PAGODA_ERR_FORMAT, "%s: truncated or corrupt GGUF file: metadata count %llu is impossible for a %zu-byte file",
                          f->path, (unsigned long long)n_kv, f->size);
     if (n_tensors > bytes_left(&r) / 33)
-        return error_set(PAGODA_ERR_FORMAT, "%s: tensor count %llu is impossible for a %zu-byte file",
+        return error_set(PAGODA_ERR_FORMAT, "%s: truncated or corrupt GGUF file: tensor count %llu is impossible for a %zu-byte file",
                          f->path, (unsigned long long)n_tensors, f->size);
     f->n_kv = (int64_t)n_kv;
     f->n_tensors = (int64_t)n_tensors;
@@ -355,8 +355,33 @@ static pagoda_status parse(gguf_file *f) {
     return PAGODA_OK;
 }
 
+static int by_offset(const void *a, const void *b, void *tensors) {
+    const gguf_tensor *t = tensors;
+    uint64_t x = t[*(const int64_t *)a].offset, y = t[*(const int64_t *)b].offset;
+    return x < y ? -1 : x > y;
+}
+
+/* Tensor data regions must not overlap (each byte of the data section belongs to one tensor). */
+static pagoda_status check_no_overlap(const gguf_file *f) {
+    if (f->n_tensors < 2) return PAGODA_OK;
+    int64_t *order = malloc((size_t)f->n_tensors * sizeof *order);
+    if (!order) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "%s: no memory", f->path);
+    for (int64_t i = 0; i < f->n_tensors; i++) order[i] = i;
+    qsort_r(order, (size_t)f->n_tensors, sizeof *order, by_offset, f->tensors);
+    pagoda_status st = PAGODA_OK;
+    for (int64_t i = 1; i < f->n_tensors && !st; i++) {
+        const gguf_tensor *prev = &f->tensors[order[i - 1]], *t = &f->tensors[order[i]];
+        if (t->offset < prev->offset + prev->n_bytes)
+            st = error_set(PAGODA_ERR_FORMAT, "%s: the data of tensors '%.*s' and '%.*s' overlap", f->path,
+                           (int)prev->name.len, prev->name.data, (int)t->name.len, t->name.data);
+    }
+    free(order);
+    return st;
+}
+
 static pagoda_status open_image(gguf_file *f, gguf_file **out) {
     pagoda_status st = parse(f);
+    if (!st) st = check_no_overlap(f);
     if (st) {
         gguf_close(f);
         return st;

@@ -161,4 +161,28 @@ pagoda_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t 
 /* Writes a version-3 file. Errors: PAGODA_ERR_IO. */
 pagoda_status gguf_writer_write(gguf_writer *w, const char *path);
 
+/* Writer additions (gguf/gguf_writer.c): setters for the remaining scalar types, and tensors
+ * produced on demand so a large model is streamed instead of held in memory.
+ * gguf_writer_write() also returns PAGODA_ERR_INVALID_ARGUMENT when `general.alignment` is not
+ * a u32 power of two, and passes on any error a fill function returns. */
+pagoda_status gguf_writer_set_u8(gguf_writer *w, const char *key, uint8_t value);
+pagoda_status gguf_writer_set_i8(gguf_writer *w, const char *key, int8_t value);
+pagoda_status gguf_writer_set_u16(gguf_writer *w, const char *key, uint16_t value);
+pagoda_status gguf_writer_set_i16(gguf_writer *w, const char *key, int16_t value);
+pagoda_status gguf_writer_set_i64(gguf_writer *w, const char *key, int64_t value);
+pagoda_status gguf_writer_set_f64(gguf_writer *w, const char *key, double value);
+/* Copies a metadata pair read by the reader (any type, strings with embedded NULs, arrays of
+ * fixed-size types or strings; nested arrays give PAGODA_ERR_UNSUPPORTED). */
+pagoda_status gguf_writer_set_kv(gguf_writer *w, const gguf_kv *kv);
+/* Produces rows [row0, row0 + n_rows) of tensor `name` into `dst` (n_bytes = n_rows * the
+ * bytes of one row of ne[0] elements in the tensor's type). Called in row order, from inside
+ * gguf_writer_write(), in chunks of a few MiB. Returns PAGODA_OK or an error (with error_set). */
+typedef pagoda_status (*gguf_writer_fill_fn)(void *ctx, const char *name, int64_t row0,
+                                             int64_t n_rows, void *dst, size_t n_bytes);
+/* Adds a tensor whose bytes `fill` produces during gguf_writer_write(); `ctx` is passed back
+ * and must stay valid until then. */
+pagoda_status gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t type,
+                                        uint32_t n_dims, const int64_t *ne,
+                                        gguf_writer_fill_fn fill, void *ctx);
+
 #endif

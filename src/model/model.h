@@ -1,10 +1,9 @@
 /* model/model.h - llama-family decoder models (Llama 2/3, SmolLM2, Mistral, Qwen2) loaded from GGUF,
  * and the forward pass written against the backend interface.
  *
- * A model is immutable once loaded (weights are views into the file's mmap). A model_context holds
- * one sequence's KV cache and the activation buffers, all allocated once at init.
- * TODO(issue 3): the paged KV cache and batches of several sequences replace model_context's
- * contiguous single-sequence cache.
+ * A model is immutable once loaded (weights are views into the file's mmap). model_forward runs a
+ * flattened batch of many sequences over the paged K/V cache (model_kv_cache); model_context wraps
+ * it for one sequence with a private cache whose blocks are its positions in order.
  */
 #ifndef PAGODA_MODEL_H
 #define PAGODA_MODEL_H
@@ -15,6 +14,7 @@
 #include "backend/backend.h" /* defines: backend, backend_matrix */
 #include "gguf/gguf.h"       /* defines: gguf_file */
 #include "kernels/ref/ops.h" /* defines: rope_style */
+#include "kernels/ref/paged_attention.h" /* defines: kv_cache_view, paged_attention_args */
 
 typedef enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2 } model_arch;
 
@@ -69,24 +69,75 @@ typedef struct model {
 pagoda_status model_load_gguf(gguf_file *file, model **out);
 void model_free(model *m);
 
+/* ---- The K/V cache's data (the bookkeeping of which block holds what is kv/'s) ---------------- */
+typedef struct model_kv_cache {
+    kv_cache_view view;      /* what the backend reads and writes */
+    void **k;                /* [n_layer] -> [n_blocks][block_size][n_head_kv][head_dim] of view.type */
+    void **v;                /* [n_layer] -> same */
+    size_t bytes;            /* total bytes of K and V */
+} model_kv_cache;
+
+/* Bytes one block takes over all layers, K and V. */
+size_t model_kv_block_bytes(const model *m, uint32_t type, int32_t block_size);
+/* Allocates n_blocks blocks (type F16, F32 or BF16). Errors: PAGODA_ERR_OUT_OF_MEMORY (with the size),
+ * PAGODA_ERR_INVALID_ARGUMENT (type, block size or count). */
+pagoda_status model_kv_cache_init(const model *m, uint32_t type, int32_t block_size, int64_t n_blocks,
+                                  model_kv_cache **out);
+void model_kv_cache_free(model_kv_cache *kv);
+
+/* ---- One forward pass over a flattened batch ---------------------------------------------------- */
+typedef struct model_batch {
+    int32_t n_tokens;
+    const int32_t *tokens;        /* [n_tokens] */
+    const int32_t *positions;     /* [n_tokens] */
+    const int32_t *slot_mapping;  /* [n_tokens] slot of each token's K/V: block * block_size + offset */
+    int32_t n_seqs;
+    const int32_t *query_start;   /* [n_seqs + 1] sequence s owns rows query_start[s] .. [s+1]-1 */
+    const int32_t *seq_lens;      /* [n_seqs] K/V length of s including this step's tokens */
+    const int32_t *block_tables;  /* [n_seqs][max_blocks_per_seq] */
+    int32_t max_blocks_per_seq;
+    int32_t n_logits;
+    const int32_t *logit_rows;    /* [n_logits] rows whose logits are wanted, in output order */
+} model_batch;
+
+/* Activation buffers for batches of up to max_tokens tokens and max_logits logit rows. */
+typedef struct model_workspace {
+    int32_t max_tokens, max_logits;
+    float *x;            /* [max_tokens][n_embd] residual stream */
+    float *xn;           /* [max_tokens][n_embd] normalised input of a block */
+    float *q;            /* [max_tokens][n_head * head_dim] */
+    float *k;            /* [max_tokens][n_head_kv * head_dim] */
+    float *v;            /* [max_tokens][n_head_kv * head_dim] */
+    float *attn;         /* [max_tokens][n_head * head_dim] */
+    float *gate;         /* [max_tokens][n_ff] */
+    float *up;           /* [max_tokens][n_ff] */
+    float *rows;         /* [max_logits][n_embd] the rows whose logits are wanted */
+    float *logits;       /* [max_logits][n_vocab] */
+} model_workspace;
+
+/* Errors: PAGODA_ERR_OUT_OF_MEMORY, PAGODA_ERR_INVALID_ARGUMENT. */
+pagoda_status model_workspace_init(const model *m, int32_t max_tokens, int32_t max_logits, model_workspace **out);
+void model_workspace_free(model_workspace *ws);
+
+/* Runs the batch: writes its K/V into the cache and leaves [n_logits][n_vocab] logits in
+ * ws->logits. The batch must respect the workspace's limits (the runner guarantees it).
+ * Errors: PAGODA_ERR_INVALID_ARGUMENT (a token id out of range, limits exceeded). */
+pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *kv, model_workspace *ws,
+                            const model_batch *batch);
+
+/* ---- One sequence with a private contiguous cache (CLI generation, tests) ------------------------ */
 typedef struct model_context {
     const model *m;
     backend *be;
-    int32_t n_ctx;       /* positions the cache holds */
-    int32_t n_batch;     /* most tokens per forward call (longer inputs are processed in pieces) */
-    int32_t n_past;      /* positions already in the cache */
-    float *k_cache;      /* [n_layer][n_ctx][n_head_kv * head_dim] */
-    float *v_cache;      /* [n_layer][n_ctx][n_head_kv * head_dim] */
-    float *x;            /* [n_batch][n_embd] residual stream */
-    float *xn;           /* [n_batch][n_embd] normalised input of a block */
-    float *q;            /* [n_batch][n_head * head_dim] */
-    float *k;            /* [n_batch][n_head_kv * head_dim] */
-    float *v;            /* [n_batch][n_head_kv * head_dim] */
-    float *attn;         /* [n_batch][n_head * head_dim] */
-    float *gate;         /* [n_batch][n_ff] */
-    float *up;           /* [n_batch][n_ff] */
-    float *logits;       /* [n_batch][n_vocab] */
-    int32_t *pos;        /* [n_batch] */
+    int32_t n_ctx;            /* positions the cache holds */
+    int32_t n_batch;          /* most tokens per forward (longer inputs are processed in pieces) */
+    int32_t n_past;           /* positions already in the cache */
+    model_kv_cache *kv;       /* F32 cache whose blocks are the positions in order */
+    model_workspace *ws;
+    int32_t *block_table;     /* [n_ctx / block_size] 0, 1, 2, ... */
+    int32_t *positions;       /* [n_batch] */
+    int32_t *slots;           /* [n_batch] */
+    int32_t *rows;            /* [n_batch] 0, 1, 2, ... */
 } model_context;
 
 /* n_ctx <= 0: min(n_ctx_train, 4096). Errors: PAGODA_ERR_OUT_OF_MEMORY, PAGODA_ERR_INVALID_ARGUMENT. */

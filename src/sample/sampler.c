@@ -120,11 +120,14 @@ int32_t sampler_sample(sampler *s, const float *logits) {
     if (p->temperature == 0) return argmax(logits, s->n_vocab);
     candidate *c = s->cand;
     int32_t n = s->n_vocab;
-    for (int32_t i = 0; i < n; i++) c[i] = (candidate){i, logits[i]};
+    for (int32_t i = 0; i < n; i++) /* NaN would break the ordering: treat it as impossible */
+        c[i] = (candidate){i, isnan(logits[i]) ? -INFINITY : logits[i]};
     if (p->top_k > 0 && p->top_k < n) n = select_top_k(c, n, p->top_k);
     qsort(c, (size_t)n, sizeof *c, by_logit_desc); /* TODO(issue 7): avoid the full sort without top-k */
     double max = c[0].logit, sum = 0;
-    for (int32_t i = 0; i < n; i++) sum += (c[i].logit = (float)exp((c[i].logit - max) / p->temperature));
+    /* The max gets weight 1 explicitly: if it is +inf, inf - inf would make every weight NaN. */
+    for (int32_t i = 0; i < n; i++)
+        sum += (c[i].logit = c[i].logit == max ? 1.0f : (float)exp((c[i].logit - max) / p->temperature));
     for (int32_t i = 0; i < n; i++) c[i].logit = (float)(c[i].logit / sum);
     if (p->top_p < 1) {
         double cum = 0;

@@ -52,17 +52,34 @@ static void cpu_add(backend *be, float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+static void cpu_kv_write_op(backend *be, const kv_cache_view *cache, int layer, const float *k, const float *v,
+                            const int32_t *slot_mapping, int64_t n_tokens) {
+    cpu_kv_write(((cpu_backend *)be)->pool, cache, layer, k, v, slot_mapping, n_tokens);
+}
+
+static void cpu_kv_copy_blocks_op(backend *be, const kv_cache_view *cache, const int32_t *src, const int32_t *dst,
+                                  int n) {
+    cpu_kv_copy_blocks(((cpu_backend *)be)->pool, cache, src, dst, n);
+}
+
+static void cpu_paged_attention_op(backend *be, const paged_attention_args *args) {
+    cpu_paged_attention_run(((cpu_backend *)be)->paged, args); /* shapes validated by the model at load */
+}
+
+void cpu_backend_set_exact(backend *be, bool exact) { ((cpu_backend *)be)->exact = exact; }
+
 static int cpu_n_threads(const backend *be) { return threadpool_n_threads(((const cpu_backend *)be)->pool); }
 
 static void cpu_free(backend *be) {
     cpu_backend *cpu = (cpu_backend *)be;
     if (!cpu) return;
     cpu_matmul_scratch_free(cpu);
+    cpu_paged_attention_free(cpu->paged);
     threadpool_free(cpu->pool);
     free(cpu);
 }
 
-pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, backend **out) {
+pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, const paged_attention_limits *limits, backend **out) {
     *out = NULL;
     if (max_cols <= 0) return error_set(PAGODA_ERR_INVALID_ARGUMENT, "cpu backend: max_cols must be positive");
     cpu_backend *cpu = calloc(1, sizeof *cpu);
@@ -79,6 +96,9 @@ pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, backend **out) {
         .rmsnorm = cpu_rmsnorm,
         .rope = cpu_rope,
         .attention = cpu_attention,
+        .kv_write = cpu_kv_write_op,
+        .kv_copy_blocks = cpu_kv_copy_blocks_op,
+        .paged_attention = cpu_paged_attention_op,
         .swiglu = cpu_swiglu,
         .add = cpu_add,
         .n_threads = cpu_n_threads,
@@ -86,6 +106,11 @@ pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, backend **out) {
     };
     cpu->max_cols = max_cols;
     if ((st = cpu_matmul_scratch_init(cpu, max_cols))) {
+        cpu_free(&cpu->base);
+        return st;
+    }
+    paged_attention_limits default_limits = {.max_seqs = 64, .max_n_head = 64, .max_head_dim = 256};
+    if ((st = cpu_paged_attention_init(cpu->pool, limits ? limits : &default_limits, &cpu->paged))) {
         cpu_free(&cpu->base);
         return st;
     }

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "backend/backend.h"  /* defines: backend, backend_matrix */
+#include "backend/cpu/cpu_paged_attention.h" /* defines: cpu_paged_attention */
 #include "core/threadpool.h"  /* defines: threadpool */
 
 typedef struct cpu_matmul_scratch cpu_matmul_scratch; /* cpu_matmul.c */
@@ -14,6 +15,8 @@ typedef struct cpu_backend {
     threadpool *pool;
     int64_t max_cols;
     cpu_matmul_scratch *mm; /* quantized activations and per-thread weight tiles, sized from max_cols */
+    cpu_paged_attention *paged; /* attention workspace */
+    bool exact;             /* f32 activations in every matmul (cpu_backend_set_exact) */
 } cpu_backend;
 
 void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens);

@@ -16,6 +16,7 @@
  *    (cpu_matmul_avx512.c).
  *  - streaming fallback, for rows longer than the max_cols given at init: dequantizes 256 elements
  *    at a time on the stack. Slow, but needs no scratch.
+ * In exact mode (cpu_backend_set_exact) every type takes the float path (f32 activations).
  * cpu_matmul_force_isa() picks AVX2 even on AVX-512 machines (tests run both).
  */
 #include <stdatomic.h>
@@ -321,8 +322,8 @@ void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, 
         threadpool_run(cpu->pool, matmul_stream_thread, &job);
         return;
     }
-    if (!job.expand) {
-        if (w->type == DTYPE_BF16 && job.isa == CPU_ISA_AVX512 && mm->x_bf16)
+    if (!job.expand || cpu->exact) {
+        if (w->type == DTYPE_BF16 && job.isa == CPU_ISA_AVX512 && mm->x_bf16 && !cpu->exact)
             cpu_matmul_bf16_avx512(cpu->pool, w, x, y, n_tokens, mm->x_bf16, mm->max_tokens);
         else
             threadpool_run(cpu->pool, matmul_float_thread, &job);

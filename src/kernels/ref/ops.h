@@ -1,7 +1,7 @@
 /* kernels/ref/ops.h - scalar reference implementations of the model's operators.
  *
  * These are the specification: plain loops, double accumulation where it matters, no threads, no
- * SIMD. Every backend op is tested against them (tests/test_ops.c). Shapes are given row-major,
+ * SIMD. Every backend op is tested against them (tests/test_backend_ops.c). Shapes are given row-major,
  * last index fastest, e.g. [n_tokens][dim].
  */
 #ifndef PAGODA_KERNELS_REF_OPS_H

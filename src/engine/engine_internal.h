@@ -1,0 +1,79 @@
+/* engine/engine_internal.h - the state behind a pagoda_model handle, shared by api.c (loading,
+ * tokens, chat, pagoda_generate) and engine.c (requests, steps, aborts). */
+#ifndef PAGODA_ENGINE_INTERNAL_H
+#define PAGODA_ENGINE_INTERNAL_H
+
+#include "backend/backend.h"     /* defines: backend */
+#include "engine/text_stream.h"  /* defines: text_stream */
+#include "kv/kv_pool.h"          /* defines: kv_pool */
+#include "model/model.h"         /* defines: model, model_kv_cache */
+#include "runner/runner.h"       /* defines: runner, runner_seq */
+#include "sample/sampler.h"      /* defines: sampler */
+#include "sched/sched.h"         /* defines: sched, sched_seq */
+#include "vocab/chat_template.h" /* defines: chat_template */
+#include "vocab/vocab.h"         /* defines: vocab */
+
+typedef struct engine_request engine_request;
+
+typedef struct engine_seq {
+    sched_seq s;             /* tokens, n_computed, blocks: the scheduler's view */
+    engine_request *req;
+    int32_t index;           /* sample index within the request */
+    sampler *smp;            /* its own random stream: the same seed gives the same text in any batch */
+    text_stream text;
+    int32_t n_generated;
+    int32_t max_total;       /* stop at this many tokens (prompt + output) */
+    bool finished;
+    pagoda_finish_reason finish_reason;
+    /* this step's output */
+    bool in_output;
+    int32_t step_tokens[2];
+    int32_t n_step_tokens;
+    char *step_text;         /* [cap_step_text] */
+    size_t n_step_text, cap_step_text;
+} engine_seq;
+
+struct engine_request {
+    pagoda_request_id id;
+    pagoda_sampling_params params;
+    int32_t n_prompt;
+    int32_t n_samples;       /* params.n */
+    engine_seq **seqs;       /* [n_samples]; created as the prompt finishes (forks) */
+    int32_t n_seqs;
+    int32_t n_live;          /* not yet finished */
+    char *error;             /* why it failed, when it did */
+};
+
+struct pagoda_model {
+    model *weights;
+    vocab *vocab;
+    chat_template *chat;       /* NULL when no template could be set up */
+    char *chat_error;
+    backend *be;
+    char *name;
+    pagoda_model_params params;/* resolved (no zeros left) */
+    /* engine */
+    model_kv_cache *kv;
+    kv_pool *pool;
+    sched *sched;
+    runner *runner;
+    engine_request **requests; /* live requests */
+    int32_t n_requests, cap_requests;
+    engine_request **retired;  /* finished or aborted, freed at the next step (outputs point into them) */
+    int32_t n_retired, cap_retired;
+    pagoda_request_id next_id;
+    pagoda_output *outputs;    /* this step's */
+    int32_t n_outputs, cap_outputs;
+    engine_seq **touched;      /* sequences with output this step */
+    int32_t n_touched, cap_touched;
+    runner_seq *run_seqs;      /* [max_seqs] */
+    int32_t *copy_src, *copy_dst; /* [cap_copies] */
+    int32_t cap_copies;
+    pagoda_engine_stats stats;
+};
+
+/* engine.c: sets up the KV cache, pool, scheduler and runner from pm->params (resolved). */
+pagoda_status engine_init(pagoda_model *pm);
+void engine_free(pagoda_model *pm);
+
+#endif

@@ -1,0 +1,107 @@
+/* runner/runner.c - batch metadata for model_forward (see runner.h). */
+#include "runner/runner.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h" /* defines: error_set */
+
+struct runner {
+    const model *m;
+    backend *be;
+    model_kv_cache *kv;
+    model_workspace *ws;
+    int32_t max_tokens, max_seqs, max_blocks_per_seq;
+    int32_t *tokens;        /* [max_tokens] */
+    int32_t *positions;     /* [max_tokens] */
+    int32_t *slots;         /* [max_tokens] */
+    int32_t *query_start;   /* [max_seqs + 1] */
+    int32_t *seq_lens;      /* [max_seqs] */
+    int32_t *block_tables;  /* [max_seqs][max_blocks_per_seq] */
+    int32_t *logit_rows;    /* [max_seqs] */
+};
+
+pagoda_status runner_init(const model *m, backend *be, model_kv_cache *kv, int32_t max_tokens, int32_t max_seqs,
+                          int32_t max_blocks_per_seq, runner **out) {
+    *out = NULL;
+    if (max_tokens < 1 || max_seqs < 1 || max_blocks_per_seq < 1)
+        return error_set(PAGODA_ERR_INVALID_ARGUMENT, "runner limits must be positive");
+    runner *r = calloc(1, sizeof *r);
+    if (!r) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the runner");
+    r->m = m;
+    r->be = be;
+    r->kv = kv;
+    r->max_tokens = max_tokens;
+    r->max_seqs = max_seqs;
+    r->max_blocks_per_seq = max_blocks_per_seq;
+    pagoda_status st = model_workspace_init(m, max_tokens, max_seqs, &r->ws);
+    if (st) {
+        free(r);
+        return st;
+    }
+    r->tokens = malloc(sizeof(int32_t) * (size_t)max_tokens);
+    r->positions = malloc(sizeof(int32_t) * (size_t)max_tokens);
+    r->slots = malloc(sizeof(int32_t) * (size_t)max_tokens);
+    r->query_start = malloc(sizeof(int32_t) * (size_t)(max_seqs + 1));
+    r->seq_lens = malloc(sizeof(int32_t) * (size_t)max_seqs);
+    r->block_tables = malloc(sizeof(int32_t) * (size_t)max_seqs * (size_t)max_blocks_per_seq);
+    r->logit_rows = malloc(sizeof(int32_t) * (size_t)max_seqs);
+    if (!r->tokens || !r->positions || !r->slots || !r->query_start || !r->seq_lens || !r->block_tables ||
+        !r->logit_rows) {
+        runner_free(r);
+        return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the runner's batch of %d tokens", max_tokens);
+    }
+    *out = r;
+    return PAGODA_OK;
+}
+
+void runner_free(runner *r) {
+    if (!r) return;
+    model_workspace_free(r->ws);
+    free(r->tokens);
+    free(r->positions);
+    free(r->slots);
+    free(r->query_start);
+    free(r->seq_lens);
+    free(r->block_tables);
+    free(r->logit_rows);
+    free(r);
+}
+
+pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, const int32_t *copy_src,
+                         const int32_t *copy_dst, int32_t n_copies, const float **out_logits) {
+    *out_logits = NULL;
+    if (n_seqs > r->max_seqs)
+        return error_set(PAGODA_ERR_INVALID_ARGUMENT, "%d sequences exceed the runner's %d", n_seqs, r->max_seqs);
+    if (n_copies > 0) r->be->kv_copy_blocks(r->be, &r->kv->view, copy_src, copy_dst, n_copies);
+    if (n_seqs == 0) return PAGODA_OK;
+    int32_t block_size = r->kv->view.block_size, n_tokens = 0, n_logits = 0;
+    r->query_start[0] = 0;
+    for (int32_t s = 0; s < n_seqs; s++) {
+        const runner_seq *q = &seqs[s];
+        int32_t end = q->n_computed + q->n_new;
+        if (n_tokens + q->n_new > r->max_tokens || q->n_blocks > r->max_blocks_per_seq ||
+            (int64_t)q->n_blocks * block_size < end || q->n_new < 1)
+            return error_set(PAGODA_ERR_INVALID_ARGUMENT, "runner: sequence %d does not fit the step's limits "
+                             "(%d new tokens, %d blocks)", s, q->n_new, q->n_blocks);
+        for (int32_t p = q->n_computed; p < end; p++, n_tokens++) {
+            r->tokens[n_tokens] = q->tokens[p];
+            r->positions[n_tokens] = p;
+            r->slots[n_tokens] = q->blocks[p / block_size] * block_size + p % block_size;
+        }
+        r->query_start[s + 1] = n_tokens;
+        r->seq_lens[s] = end;
+        memcpy(r->block_tables + (size_t)s * (size_t)r->max_blocks_per_seq, q->blocks,
+               sizeof(int32_t) * (size_t)q->n_blocks);
+        if (q->wants_logits) r->logit_rows[n_logits++] = n_tokens - 1;
+    }
+    model_batch batch = {
+        .n_tokens = n_tokens, .tokens = r->tokens, .positions = r->positions, .slot_mapping = r->slots,
+        .n_seqs = n_seqs, .query_start = r->query_start, .seq_lens = r->seq_lens, .block_tables = r->block_tables,
+        .max_blocks_per_seq = r->max_blocks_per_seq, .n_logits = n_logits, .logit_rows = r->logit_rows,
+    };
+    pagoda_status st = model_forward(r->m, r->be, r->kv, r->ws, &batch);
+    if (st) return st;
+    *out_logits = r->ws->logits;
+    return PAGODA_OK;
+}
