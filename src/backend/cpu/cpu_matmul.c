@@ -175,6 +175,9 @@ static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
     /* tokens per sweep: their quantized rows (n + n/8 + n/4 bytes each) stay in L2 */
     int64_t token_block = CPU_MATMUL_ACT_L2_BYTES / (n + n / 8 + n / 4);
     token_block = token_block < 4 ? 4 : token_block / 4 * 4;
+    /* equal blocks (multiples of 4), so no short last sweep re-expands the tile for a few tokens */
+    int64_t n_sweeps = (job->n_piece + token_block - 1) / token_block;
+    token_block = ((job->n_piece + n_sweeps - 1) / n_sweeps + 3) / 4 * 4;
     bool unsigned_codes = job->isa == CPU_ISA_AVX512;
     for (int64_t tb = 0; tb < job->n_piece; tb += token_block) {
         int64_t tb_end = tb + token_block < job->n_piece ? tb + token_block : job->n_piece;
