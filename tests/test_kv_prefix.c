@@ -10,6 +10,7 @@
  *     when shared); reset empties the cache;
  *   - with forced key collisions (kv_pool_debug_key_bits) a hit still needs the right tokens and the
  *     right parent block in the right generation;
+ *   - with prefix caching off nothing is cached or counted;
  *   - speed: a pool of 1M blocks initialises in milliseconds; allocation and commit are O(1) a block.
  */
 #include <stdio.h>
@@ -284,6 +285,25 @@ static void test_collision_generation(uint64_t *rng) {
     kv_pool_free(pool);
 }
 
+/* With prefix caching off nothing is cached, matched or counted; blocks still work. */
+static void test_caching_off(void) {
+    kv_pool *pool = NULL;
+    CHECK(kv_pool_init(8, 4, false, &pool) == PAGODA_OK && pool);
+    if (!pool) return;
+    kv_block_table a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    int32_t p[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    CHECK(run_prompt(pool, &a, p, 9) == 0 && a.n_committed == 2);
+    CHECK(run_prompt(pool, &b, p, 9) == 0 && b.blocks[0] != a.blocks[0]);
+    kv_pool_stats st = pool_stats(pool);
+    CHECK(st.n_cached == 0 && st.prefix_queries == 0 && st.prefix_hits == 0 && st.n_free == 2);
+    kv_pool_release(pool, &a);
+    kv_pool_release(pool, &b);
+    CHECK(kv_pool_n_free(pool) == 8 && kv_pool_check(pool, NULL, 0));
+    kv_pool_free(pool);
+}
+
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -334,6 +354,7 @@ int main(void) {
     test_truncate_rewrite();
     test_collision_link();
     test_collision_generation(&rng);
+    test_caching_off();
     test_speed();
     return test_finish();
 }

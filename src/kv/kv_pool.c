@@ -2,7 +2,8 @@
  * block tables (reserve, copy-on-write, the scheduler's allocate, fork, truncate, release), stats,
  * inspection and the invariant check.
  * The prefix cache (keys, the hash map, match and commit) is in kv_prefix.c.
- * Every operation costs O(1) per block it touches, plus amortised array growth for tables.
+ * Every operation costs O(1) per block it touches, plus amortised array growth for tables
+ * (kv_pool_reset_prefix_cache and kv_pool_check: O(n_blocks)).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -46,7 +46,7 @@
  *     |<------------------- prompt + generated tokens -------------------->|
  *     |<- matched (kv_pool_match_prefix) ->|<-- computed -->|<- new this step ->|
  *     |<----------------- n_computed ------------------->|
- *     |<--------------- kv_pool_allocate(table, n_computed + n_new) --------------->|
+ *     |<----------- kv_pool_allocate(.., n_computed, n_computed + n_new, ..) ------->|
  *
  *     1. new request:  n_computed = kv_pool_match_prefix(pool, tokens, n_prompt, table)
  *                      (once admitted: kv_pool_record_lookup(pool, n_prompt, n_computed))
@@ -59,7 +59,9 @@
  *     4. finished / preempted / aborted: kv_pool_release(pool, table)
  *
  * Forks (n > 1 samples, beam search): kv_pool_fork shares every block (ref + 1); the first write
- * into a shared block copies it (kv_pool_prepare_write), so forks never see each other's tokens.
+ * into a shared block gives the writer a fresh block, with a copy of the slots before the write
+ * (kv_pool_prepare_write), so forks never see each other's tokens. kv_pool_truncate rolls a table
+ * back (beam search, speculative decoding).
  */
 #ifndef PAGODA_KV_POOL_H
 #define PAGODA_KV_POOL_H
