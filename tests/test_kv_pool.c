@@ -6,7 +6,9 @@
  * pool small enough that allocation fails and cached blocks get evicted. It keeps its own model of
  * the K/V data: every slot of every block records the (token, context hash) pair written there,
  * where the context hash is a rolling hash of the whole prefix up to that token (independent of
- * xxhash). Copies reported by kv_pool_prepare_write are applied to the model. After every step:
+ * xxhash). Steps grow tables either with the scheduler's one call (kv_pool_allocate) or with its
+ * parts (kv_pool_reserve + kv_pool_prepare_write); the copies they report are applied to the model.
+ * After every step:
  *   - each block's ref count equals the number of live tables holding it (recomputed here);
  *   - the free list is a consistent doubly linked list holding exactly the ref-0 blocks, and its
  *     length is n_free;
@@ -14,7 +16,10 @@
  *     table's committed keys equal the chain keys computed here from the formula in kv_pool.h;
  *   - every live sequence reads back exactly its own context at every computed position: so
  *     prefix hits, forks and copy-on-write never hand a sequence data of other tokens;
- *   - a match is never shorter than a cached chain a live table proves to exist.
+ *   - a match is never shorter than a cached chain a live table proves to exist;
+ *   - kv_pool_check (the pool's own check) agrees.
+ * Some runs keep only 1-3 bits of every key (kv_pool_debug_key_bits), so keys collide constantly
+ * and every hit must be earned by the token and parent-link verification.
  * At the end everything is free.
  */
 #include <stdio.h>
