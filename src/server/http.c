@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/error.h" /* defines: error_set */
 
@@ -217,6 +218,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         pthread_mutex_unlock(&c->job->mu);
         if (!done) server_engine_cancel(c->srv->engine, c->job); /* the client left: free its KV blocks now */
         server_job_release(c->job);
+        atomic_fetch_sub(&c->srv->n_generating, 1);
     }
     server_buf_free(&c->body);
     free(c);
@@ -243,6 +245,7 @@ pagoda_status server_start(const server_config *config, server **out) {
     server_metrics_init(&s->metrics, s->model_name);
     atomic_init(&s->ready, false);
     atomic_init(&s->stopping, false);
+    atomic_init(&s->n_generating, 0);
     atomic_init(&s->next_id, ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)s);
     if (!s->host || !s->model_name || (config->cors_origin && !s->cors_origin)) {
         server_free(s);
@@ -258,7 +261,7 @@ pagoda_status server_start(const server_config *config, server **out) {
         server_free(s);
         return st;
     }
-    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(flags, (uint16_t)config->port, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, ai->ai_addr,
@@ -294,7 +297,13 @@ pagoda_status server_set_model(server *s, pagoda_model *model) {
 void server_free(server *s) {
     if (!s) return;
     atomic_store(&s->stopping, true);
-    server_engine_stop(s->engine); /* running jobs end; their HTTP threads answer and finish */
+    if (s->daemon) { /* no new connections */
+        MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+        if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
+    }
+    server_engine_stop(s->engine); /* running jobs end with an error... */
+    for (int i = 0; i < 500 && atomic_load(&s->n_generating) > 0; i++) /* ...which their clients get (5 s at most) */
+        usleep(10000);
     if (s->daemon) MHD_stop_daemon(s->daemon);
     server_engine_free(s->engine);
     server_metrics_free(&s->metrics);

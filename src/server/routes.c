@@ -110,6 +110,7 @@ enum MHD_Result server_route_generate(server_conn *c, server_request_kind kind) 
         goto fail;
     }
     c->job = job; /* the connection's reference: on_completed cancels it if the client leaves early */
+    atomic_fetch_add(&s->n_generating, 1);
     server_reply_info info = {.kind = kind, .created = (long long)time(NULL), .n_prompt = (int32_t)n_ids,
                               .include_usage = req.include_usage};
     snprintf(info.id, sizeof info.id, "%s-%016llx", kind == SERVER_REQ_CHAT ? "chatcmpl" : "cmpl",

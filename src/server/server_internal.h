@@ -26,6 +26,7 @@ struct server {
     server_metrics metrics;
     long long created;          /* Unix time the model was set, for /v1/models */
     atomic_uint_fast64_t next_id;
+    atomic_int n_generating;    /* requests holding a job, until their answer is sent (on_completed) */
 };
 
 /* One HTTP request (libmicrohttpd's per-request context). */
