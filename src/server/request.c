@@ -305,6 +305,7 @@ static bool parse_generation(json_t *root, server_request *r, server_error *err)
             return BAD(err, "stream_options.include_usage", "'stream_options.include_usage' must be a boolean");
         r->include_usage = json_is_true(u);
     }
+    if ((float)top_p <= 0) return BAD(err, "top_p", "'top_p' must be > 0 and <= 1, got %g", top_p);
     sp->temperature = (float)temperature;
     sp->top_p = (float)top_p;
     sp->min_p = (float)min_p;
