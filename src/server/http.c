@@ -116,6 +116,7 @@ static const struct {
 static int find_route(const char *url) {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) return (int)i;
+    if (!strncmp(url, "/v1/models/", 11)) return 2; /* GET /v1/models/{id} */
     return -1;
 }
 
@@ -168,7 +169,7 @@ static enum MHD_Result dispatch(server_conn *c) {
     switch (routes[r].id) {
     case ROUTE_COMPLETIONS: return server_route_generate(c, SERVER_REQ_COMPLETION);
     case ROUTE_CHAT: return server_route_generate(c, SERVER_REQ_CHAT);
-    case ROUTE_MODELS: return server_route_models(c);
+    case ROUTE_MODELS: return server_route_models(c, strcmp(c->url, "/v1/models") ? c->url + 11 : NULL);
     case ROUTE_TOKENIZE: return server_route_tokenize(c, SERVER_REQ_TOKENIZE);
     case ROUTE_DETOKENIZE: return server_route_tokenize(c, SERVER_REQ_DETOKENIZE);
     case ROUTE_METRICS: return server_route_metrics(c);

@@ -200,11 +200,18 @@ enum MHD_Result server_route_tokenize(server_conn *c, server_request_kind kind) 
     return server_respond_json(c, 200, body);
 }
 
-enum MHD_Result server_route_models(server_conn *c) {
+enum MHD_Result server_route_models(server_conn *c, const char *id) {
     server *s = c->srv;
+    if (id && strcmp(id, s->model_name)) {
+        server_error err;
+        server_error_set(&err, 404, "invalid_request_error", "model_not_found", "model",
+                         "the model '%.200s' does not exist; this server serves '%.200s'", id, s->model_name);
+        return server_respond_error(c, &err);
+    }
     json_t *model = json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->model_name, "object", "model", "created",
                               (json_int_t)s->created, "owned_by", "pagoda", "root", s->model_name, "max_model_len",
                               s->info.n_ctx);
+    if (id) return server_respond_json(c, 200, model);
     return server_respond_json(c, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model));
 }
 

@@ -54,7 +54,7 @@ bool server_client_gone(server_conn *c);
 /* routes.c */
 enum MHD_Result server_route_generate(server_conn *c, server_request_kind kind);
 enum MHD_Result server_route_tokenize(server_conn *c, server_request_kind kind);
-enum MHD_Result server_route_models(server_conn *c);
+enum MHD_Result server_route_models(server_conn *c, const char *id); /* id: GET /v1/models/{id}, else NULL */
 enum MHD_Result server_route_metrics(server_conn *c);
 
 /* stream.c: OpenAI bodies and the SSE stream of a job. */

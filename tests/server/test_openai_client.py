@@ -43,6 +43,9 @@ def expect_error(name, cls, fn, param=None):
 
 models = client.models.list()
 check("models.list has the served model", [m.id for m in models.data] == [model], [m.id for m in models.data])
+check("models.retrieve finds it", client.models.retrieve(model).id == model)
+expect_error("models.retrieve of another model raises NotFoundError", openai.NotFoundError,
+             lambda: client.models.retrieve("no-such-model"), "model")
 
 c = client.completions.create(model=model, prompt=prompt, max_tokens=24, temperature=0)
 check("completions: text equals pagoda run's", c.choices[0].text == reference, repr(c.choices[0].text))
