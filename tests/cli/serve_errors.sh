@@ -35,6 +35,8 @@ expect 400 "" "a body that is an array" POST $C '[1, 2]'
 expect 400 "" "an empty body" POST $C ''
 expect 400 "" "duplicate keys" POST $C '{"prompt": "x", "prompt": "y"}'
 expect 400 "" "invalid UTF-8 in a string" POST $C $'{"prompt": "\xff\xfe"}'
+expect 400 "" "JSON nested 100000 deep" POST $C "{\"prompt\": $(head -c 100000 /dev/zero | tr '\0' '[')"
+expect 400 "" "an escaped NUL in a string" POST $C $'{"prompt": "a\\u0000b"}'
 expect 400 prompt "no prompt" POST $C '{"max_tokens": 3}'
 expect 400 prompt "a prompt that is a number" POST $C '{"prompt": 42}'
 expect 400 prompt "batched prompts" POST $C '{"prompt": ["a", "b"]}'
