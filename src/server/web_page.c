@@ -6,7 +6,7 @@
  */
 #include "server/web_page.h" /* defines: server_web_page */
 
-/* 28987 bytes of HTML + CSS + JavaScript, UTF-8, one string per line of index.html. */
+/* 29080 bytes of HTML + CSS + JavaScript, UTF-8, one string per line of index.html. */
 static const char web_page[] =
 "<!DOCTYPE html>\n"
 "<!--\n"
@@ -412,7 +412,8 @@ static const char web_page[] =
 "        const msg = await errorFromResponse(res);\n"
 "        state.model = null;\n"
 "        ui.dot.className = \"dot bad\";\n"
-"        ui.modelName.textContent = res.status === 401 ? \"API key needed (Settings)\" : msg;\n"
+"        if (res.status === 401) ui.modelName.textContent = s.api_key.trim() ? \"API key rejected (Settings)\" : \"API key needed (Settings)\";\n"
+"        else ui.modelName.textContent = msg;\n"
 "        return;\n"
 "      }\n"
 "      const j = await res.json();\n"

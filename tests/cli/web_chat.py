@@ -309,15 +309,17 @@ def main():
         # 1. the page and the model name
         check(browser.eval("document.title").endswith("Pagoda chat"), "page loaded: " + browser.eval("document.title"))
         browser.wait_for("document.getElementById('status-dot').className !== 'dot'", 30, "GET v1/models")
-        model = browser.eval("document.getElementById('model-name').textContent")
-        ok = browser.eval("document.getElementById('status-dot').className") == "dot ok"
-        check(ok, "model shown from GET /v1/models: %r" % model)
-        if args.api_key:
+        if args.api_key:  # the server wants a key: the page says so, then works once it is typed in
+            shown = browser.eval("document.getElementById('model-name').textContent")
+            check(shown == "API key needed (Settings)", "without the API key the page says %r" % shown)
             browser.click("#open-settings")
             set_setting(browser, "api_key", args.api_key)
             browser.click("#settings-done")
-            browser.wait_for("document.getElementById('status-dot').className === 'dot ok'", 30)
-            model = browser.eval("document.getElementById('model-name').textContent")
+            browser.wait_for("document.getElementById('model-name').textContent !== %s" % json.dumps(shown),
+                             30, "GET v1/models with the key")
+        model = browser.eval("document.getElementById('model-name').textContent")
+        ok = browser.eval("document.getElementById('status-dot').className") == "dot ok"
+        check(ok, "model shown from GET /v1/models: %r" % model)
 
         # 2. settings through the dialog
         browser.click("#open-settings")
