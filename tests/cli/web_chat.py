@@ -221,6 +221,7 @@ def curl_chat(base, body, api_key):
 
 
 def curl_answer(base, body, api_key):
+    body = {k: v for k, v in body.items() if k != "stream_options"}  # only allowed when streaming
     status, j = curl_chat(base, dict(body, stream=False), api_key)
     if status != 200:
         raise CdpError("curl reference request failed (%d): %s" % (status, j))
