@@ -373,6 +373,32 @@ def main():
         check(answer2 == ref2, "turn 2: bubble equals curl's non-streamed answer (%d chars)" % len(ref2))
         if answer2 != ref2:
             print("      page: %r\n      curl: %r" % (answer2, ref2))
+        # Regenerate the last answer: the same request again, the same answer at temperature 0
+        n_posts = len(chat_posts(browser))
+        check(browser.eval("document.querySelectorAll('.regen').length === 2 && "
+                           "getComputedStyle(document.querySelectorAll('.regen')[0]).display === 'none' && "
+                           "getComputedStyle(document.querySelectorAll('.regen')[1]).display !== 'none'"),
+              "Regenerate is offered on the last answer only")
+        browser.click("#messages > .msg.assistant:last-child .regen")
+        browser.wait_for("document.getElementById('composer').dataset.busy === 'false' && "
+                         "document.querySelectorAll('.msg.assistant .copy').length === 2", 60, "the regenerated answer")
+        posts = chat_posts(browser)
+        regen = browser.eval("(() => { const m = document.querySelectorAll('.msg.assistant .content');"
+                             " return [m.length, m[m.length - 1].textContent]; })()")
+        check(len(posts) == n_posts + 1 and posts[-1][1].get("messages") == want["messages"]
+              and regen == [2, ref2], "Regenerate: same history sent, answer again equals curl's")
+        # Copy puts the answer on the clipboard
+        browser.call("Browser.grantPermissions", {"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+                                                  "origin": "%s://%s" % origin}, session=False)
+        browser.click("#messages > .msg.assistant .copy")
+        browser.wait_for("document.querySelector('.msg.assistant .copy').textContent !== 'Copy'", 5, "Copy")
+        label = browser.eval("document.querySelector('.msg.assistant .copy').textContent")
+        clip = browser.eval("navigator.clipboard ? navigator.clipboard.readText().catch((e) => 'ERR ' + e) : null")
+        if clip is None:  # not a secure context: the page copies with execCommand, unreadable here
+            check(label == "Copied", "Copy says %r (clipboard not readable on this origin)" % label)
+        else:
+            check(label == "Copied" and clip == ref, "Copy puts the first answer on the clipboard (%r)" % clip[:40])
+
         shot = os.path.join(args.screenshots, "pagoda_web_chat.png")
         browser.screenshot(shot)
         browser.call("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
