@@ -101,6 +101,11 @@ check "inf rate, no cap: all sent at once" "jqt '.completed == 10 and (.send_tim
     --output-len 2 --json "$tmp/r20.json" >/dev/null 2>&1
 check "rate 20: sends spread over about 1 s (Poisson), in order" "jqt '.completed == 20 and .send_times[0] < 0.05 and (.send_times | . == sort) and .send_times[-1] > 0.2 and .send_times[-1] < 4 and .duration > 0.2' '$tmp/r20.json'"
 
+"${bench[@]}" --url "http://127.0.0.1:$port_A" --model m --num-prompts 3 --input-len 4 --output-len 2 \
+    --timeout 0.02 --json "$tmp/timeout.json" >/dev/null 2>&1
+rc=$?
+check "--timeout 0.02 s < the stub's 50 ms: all fail with a timeout, exit 1 ($rc)" "[ $rc -eq 1 ] && jqt '.failed == 3 and (.first_error | test(\"[Tt]imed out\"))' '$tmp/timeout.json'"
+
 # ---- the same seed gives the same prompts; --prefix-len; --extra-body ----
 : >"$tmp/A.log"
 "${bench[@]}" --url "http://127.0.0.1:$port_A" --model m --num-prompts 5 --input-len 12 --output-len 2 --seed 11 \
