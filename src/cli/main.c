@@ -18,6 +18,7 @@ static const command commands[] = {
     {"info", cmd_info, "print a model file's metadata and tensor summary"},
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (or ids -> text with --decode)"},
     {"gen-model", cmd_gen_model, "write a random-weight GGUF model at a real shape"},
+    {"bench-serve", cmd_bench_serve, "load-test an OpenAI-compatible server (`bench serve` to be)"},
 };
 
 static void print_usage(FILE *out) {
