@@ -10,5 +10,6 @@ int cmd_info(int argc, char **argv);      /* cli/cmd_info.c */
 int cmd_tokenize(int argc, char **argv);  /* cli/cmd_tokenize.c */
 int cmd_gen_model(int argc, char **argv); /* cli/cmd_gen_model.c */
 int cmd_batch(int argc, char **argv);     /* cli/cmd_batch.c */
+int cmd_bench(int argc, char **argv);     /* cli/cmd_bench.c */
 
 #endif

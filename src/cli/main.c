@@ -16,6 +16,7 @@ static const command commands[] = {
     {"batch", cmd_batch, "run a JSONL file of requests together (offline batch inference)"},
     {"info", cmd_info, "print a model file's metadata and tensor summary"},
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (or ids -> text with --decode)"},
+    {"bench", cmd_bench, "prompt and generation speed, like llama-bench, with the bandwidth ceiling"},
     {"gen-model", cmd_gen_model, "write a random-weight GGUF model at a real shape"},
 };
 
