@@ -15,7 +15,7 @@
 # usage: tools/bench_cpu_compare.sh [--quick] [-t 1,2] [--rounds K] [--models "NAME ..."]
 #                                   [--out FILE] [--keep DIR]
 #   --quick     pp64/tg16, one round, one run per round (a check that everything works)
-#   default     pp512/tg128, 2 rounds; runs per round: 3 for 135M models, 1 for 1B models
+#   default     pp512/tg128, 2 rounds; runs per round: 2 for 135M models, 1 for 1B models
 #   --models    a subset of: smollm2-135m-bf16 smollm2-135m-q8_0 smollm2-135m-q4_0
 #               llama-3.2-1b-bf16 llama-3.2-1b-q8_0 llama-3.2-1b-q4_0 smollm2-135m-instruct-q4_1
 #   --out FILE  also write the table there; --keep DIR keeps every run's JSON there
@@ -95,7 +95,7 @@ IFS=, read -r -a thread_list <<<"$THREADS"
 for name in $MODELS; do
     ensure_model "$name" || continue
     file=$(model_file "$name")
-    reps=3
+    reps=2
     case $name in llama-3.2-1b-*) reps=1 ;; esac
     [ $QUICK = 1 ] && reps=1
     for t in "${thread_list[@]}"; do

@@ -6,7 +6,7 @@ low-level API with the same definitions as `pagoda bench`, for tools/bench_cpu_c
        then an argmax; tok/s = P / that time.
   tgN: decode a one-token prompt and take its argmax (untimed), then N single-token decodes, each
        followed by an argmax of the last logits; tok/s = N / their time.
-Each test runs once to warm up (tg with at most 8 tokens), then REPS times on a cleared KV cache (F16 K/V, flash attention on).
+Each test runs once to warm up (pp with at most 64 tokens, tg with at most 8), then REPS times on a cleared KV cache (F16 K/V, flash attention on).
 Prints JSON on stdout: {"model_file", "llama_cpp_python", "system_info", "results": [{"test",
 "n_threads", "n_prompt", "n_gen", "avg_ts", "stddev_ts", "samples_ts"}]}. If llama.cpp refuses the
 file, exits 3 and prints its log lines that explain why, as JSON {"error": ..., "log": [...]}.
@@ -113,8 +113,8 @@ def main():
         tests = [("pp", p) for p in prompts if p > 0] + [("tg", n) for n in gens if n > 0]
         for kind, length in tests:
             fn = runner.run_pp if kind == "pp" else runner.run_tg
-            if not args.no_warmup:  # tg: a few tokens read every weight once
-                fn(length if kind == "pp" else min(length, 8))
+            if not args.no_warmup:  # a short run reads every weight once
+                fn(min(length, 64) if kind == "pp" else min(length, 8))
             samples = []
             for r in range(args.repetitions):
                 samples.append(fn(length))

@@ -3,8 +3,8 @@
  * bandwidth allows.
  *
  * For each thread count the model is loaded once (one sequence, prefix caching off, so every
- * prompt is computed), then each test runs once to warm up (tg with at most 8 tokens) and r times
- * measured:
+ * prompt is computed), then each test runs once to warm up (a short run: pp with at most 64 tokens,
+ * tg with at most 8, enough to read every weight once) and r times measured:
  *   pp<P>: one request of P random tokens and max_tokens 1; speed = P / the time to the first token
  *          (the prompt's forward passes in chunks of the batch size, plus one greedy pick).
  *   tg<N>: a one-token prompt, then N tokens generated one at a time (greedy, ignore_eos);
@@ -45,8 +45,9 @@ static void print_help(FILE *out) {
             "usage: pagoda bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 5] [--json]\n\n"
             "Measures prompt processing (pp) and text generation (tg) speed like llama.cpp's\n"
             "llama-bench, through the public API: the model is loaded once per thread count, each\n"
-            "test runs once to warm up (tg with at most 8 tokens), then REPS times; the table gives\n"
-            "mean +- standard deviation of the per-run speeds.\n"
+            "test runs once to warm up (pp with at most 64 tokens, tg with at most 8), then REPS\n"
+            "times; the table gives"
+            " mean +- standard deviation of the per-run speeds.\n"
             "  ppP: one request of P random tokens; tok/s = P / time to compute the prompt.\n"
             "  tgN: a one-token prompt, then N tokens one at a time (greedy, end-of-text ignored);\n"
             "       tok/s = N / time from the first generated token to the last.\n"
@@ -388,8 +389,9 @@ static bool bench_threads(const bench_options *o, int n_threads, const weight_su
             double tps;
             if (o->warmup) {
                 fprintf(stderr, "bench: %d threads: %s%d warm-up\n", n_threads, kind, len);
-                /* a few tokens read every weight once; pp warms up at full length */
-                ok = run_once(m, info.n_vocab, n_prompt, n_gen < 8 ? n_gen : 8, &rng, tokens, &tps);
+                /* a short run reads every weight once */
+                ok = run_once(m, info.n_vocab, n_prompt < 64 ? n_prompt : 64, n_gen < 8 ? n_gen : 8, &rng,
+                              tokens, &tps);
             }
             for (int r = 0; r < o->reps && ok; r++) {
                 ok = run_once(m, info.n_vocab, n_prompt, n_gen, &rng, tokens, &tps);
