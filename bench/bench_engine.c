@@ -65,7 +65,8 @@ static uint64_t splitmix64(uint64_t x) {
 /* The synthetic prompt of request r (see the file-top comment). */
 static void make_prompt(int32_t r, int32_t n_vocab, int32_t *ids, int32_t len) {
     uint64_t range = (uint64_t)(n_vocab < 32000 ? n_vocab : 32000) - 100;
-    for (int32_t j = 0; j < len; j++) ids[j] = 100 + (int32_t)(splitmix64((uint64_t)r * 1000003u + (uint64_t)j + 1) % range);
+    for (int32_t j = 0; j < len; j++)
+        ids[j] = 100 + (int32_t)(splitmix64((uint64_t)r * 1000003u + (uint64_t)j + 1) % range);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -89,14 +90,15 @@ static bool run_together(pagoda_model *m, const bench_options *o, int32_t n_voca
     int32_t *n_generated = calloc((size_t)n, sizeof *n_generated);
     bool ok = prompts && ids && n_generated;
     if (!ok) fprintf(stderr, "bench_engine: out of memory\n");
-    for (int32_t r = 0; ok && r < n; r++) make_prompt(first + r, n_vocab, prompts + (size_t)r * (size_t)o->prompt_len, o->prompt_len);
+    size_t len = (size_t)o->prompt_len;
+    for (int32_t r = 0; ok && r < n; r++) make_prompt(first + r, n_vocab, prompts + (size_t)r * len, o->prompt_len);
 
     pagoda_engine_stats before, after;
     pagoda_get_stats(m, &before);
     res->n_first = 0;
     double t0 = now_seconds();
     for (int32_t r = 0; ok && r < n; r++) {
-        if (pagoda_add_request(m, prompts + (size_t)r * (size_t)o->prompt_len, (size_t)o->prompt_len, &sp, 0, &ids[r])) {
+        if (pagoda_add_request(m, prompts + (size_t)r * len, len, &sp, 0, &ids[r])) {
             fprintf(stderr, "bench_engine: add_request: %s\n", pagoda_last_error());
             ok = false;
         }
@@ -250,7 +252,7 @@ int main(int argc, char **argv) {
     pagoda_model_get_info(m, &info);
     if (info.kv_blocks * info.kv_block_size < (int64_t)max_conc * (o.prompt_len + o.n_gen))
         fprintf(stderr, "bench_engine: warning: the KV cache (%lld tokens) cannot hold %d sequences of %d tokens; "
-                        "expect preemptions (raise --kv-mib)\n",
+                        "requests will wait or be preempted (raise --kv-mib)\n",
                 (long long)(info.kv_blocks * info.kv_block_size), max_conc, o.prompt_len + o.n_gen);
 
     /* warm-up: touches the weights, the thread pool and the engine's buffers */
@@ -293,7 +295,8 @@ int main(int argc, char **argv) {
                    "\"seq_requests\": %d, \"seq_seconds\": %.6f, \"seq_gen_tok_s\": %.3f, \"first_tokens\": [",
                    i ? "," : "", c, batched[i].seconds, rate((double)c * o.n_gen, batched[i].seconds),
                    rate((double)c * (o.prompt_len + o.n_gen), batched[i].seconds),
-                   (unsigned long long)batched[i].steps, (unsigned long long)(batched[i].preemptions + seq[i].preemptions),
+                   (unsigned long long)batched[i].steps,
+                   (unsigned long long)(batched[i].preemptions + seq[i].preemptions),
                    (unsigned long long)batched[i].prefix_hits, n_seq[i], seq[i].seconds,
                    rate((double)n_seq[i] * o.n_gen, seq[i].seconds));
             for (int k = 0; k < batched[i].n_first; k++) printf("%s%d", k ? ", " : "", batched[i].first_tokens[k]);

@@ -7,18 +7,20 @@
 # speed-up over running the requests one at a time.
 #
 # Usage: tools/bench_engine_compare.sh [-m MODEL] [-t THREADS] [--reps R] [--gen N] [--prompt-len P]
-#          [--conc 1,8,32,64] [--seq-requests K] [--out DIR]
+#          [--conc 1,8,32,64] [--seq-requests K] [--out DIR] [--report DIR]
 # Defaults: the SmolLM2-135M Q4_1 model, 2 threads, 3 repetitions, N=64, P=48, C=1,8,32,64, K=4
 # (the one-at-a-time baseline times the first K requests: one sequence's speed does not depend on C).
+# Each repetition's JSON is kept in DIR (default: a temporary directory, printed); --report DIR
+# prints the table of an earlier run's DIR without running anything.
+# Table cells are medians; the tok/s columns add the (min-max) over the repetitions.
 # Environment: BENCH_ENGINE (default build/bench/bench_engine; `make bench` builds it), PYTHON
-# (default python3), OMP_WAIT_POLICY (passed to llama.cpp's OpenMP threads; "passive" keeps them
+# (default python3), OMP_WAIT_POLICY (reaches llama.cpp's OpenMP threads; "passive" keeps them
 # from spinning on a machine shared with other work).
-# Each repetition's JSON is kept in DIR (default: a temporary directory, printed).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 model="$HOME/.cache/pagoda/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-threads=2 reps=3 gen=64 prompt_len=48 conc=1,8,32,64 seq_requests=4 out=""
+threads=2 reps=3 gen=64 prompt_len=48 conc=1,8,32,64 seq_requests=4 out="" report=""
 while [ $# -gt 0 ]; do
     case "$1" in
     -m) model=$2; shift 2 ;;
@@ -29,12 +31,49 @@ while [ $# -gt 0 ]; do
     --conc) conc=$2; shift 2 ;;
     --seq-requests) seq_requests=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --report) report=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_engine_compare: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 bench=${BENCH_ENGINE:-build/bench/bench_engine}
 python=${PYTHON:-python3}
+
+print_table() { # DIR: the table of the pagoda_N.json / llamacpp_N.json files in DIR
+    "$python" - "$1" <<'EOF'
+import glob, json, statistics, sys
+out = sys.argv[1]
+reps = len(glob.glob(f"{out}/pagoda_*.json"))
+pag = [json.load(open(f"{out}/pagoda_{r}.json")) for r in range(1, reps + 1)]
+lla = [json.load(open(f"{out}/llamacpp_{r}.json")) for r in range(1, reps + 1)]
+med = statistics.median
+def vals(runs, i, key):
+    return [run["results"][i][key] for run in runs]
+def cell(xs):
+    return f"{med(xs):.1f} ({min(xs):.0f}-{max(xs):.0f})"
+v = lla[0]["version"]
+print(f"model {pag[0]['model']}, {pag[0]['threads']} threads, prompt {pag[0]['prompt_len']} tokens, "
+      f"{pag[0]['n_gen']} generated tokens per request, median of {reps} alternating runs")
+print(f"llama.cpp: llama-cpp-python {v.get('llama_cpp_python')}, libllama {v.get('libllama')}, "
+      f"ggml {v.get('ggml')} ({v.get('ggml_commit')}), flash_attn_type {lla[0]['flash_attn_type']}")
+print()
+print("| C | Pagoda tok/s | llama.cpp tok/s | ratio | Pagoda batched/sequential | llama.cpp batched/sequential "
+      "| Pagoda seq tok/s | llama.cpp seq tok/s | preemptions | same first tokens |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+for i, r in enumerate(pag[0]["results"]):
+    pg, lg = vals(pag, i, "gen_tok_s"), vals(lla, i, "gen_tok_s")
+    ps, ls = vals(pag, i, "seq_gen_tok_s"), vals(lla, i, "seq_gen_tok_s")
+    pre = max(vals(pag, i, "preemptions"))
+    same = all(p["results"][i]["first_tokens"] == l["results"][i]["first_tokens"] for p, l in zip(pag, lla))
+    print(f"| {r['conc']} | {cell(pg)} | {cell(lg)} | {med(pg) / med(lg):.2f} | {med(pg) / med(ps):.2f}x "
+          f"| {med(lg) / med(ls):.2f}x | {cell(ps)} | {cell(ls)} | {pre} | {'yes' if same else 'no'} |")
+EOF
+}
+
+if [ -n "$report" ]; then
+    print_table "$report"
+    exit 0
+fi
 if [ ! -x "$bench" ]; then
     echo "bench_engine_compare: $bench not found; run 'make bench' first" >&2
     exit 1
@@ -65,30 +104,6 @@ done
 seconds=$(( $(date +%s) - start ))
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-"$python" - "$out" "$reps" <<'EOF'
-import json, statistics, sys
-out, reps = sys.argv[1], int(sys.argv[2])
-pag = [json.load(open(f"{out}/pagoda_{r}.json")) for r in range(1, reps + 1)]
-lla = [json.load(open(f"{out}/llamacpp_{r}.json")) for r in range(1, reps + 1)]
-def med(runs, i, key):
-    return statistics.median(run["results"][i][key] for run in runs)
-v = lla[0]["version"]
-print(f"model {pag[0]['model']}, {pag[0]['threads']} threads, prompt {pag[0]['prompt_len']} tokens, "
-      f"{pag[0]['n_gen']} generated tokens per request, median of {reps} alternating runs")
-print(f"llama.cpp: llama-cpp-python {v.get('llama_cpp_python')}, libllama {v.get('libllama')}, "
-      f"ggml {v.get('ggml')} ({v.get('ggml_commit')}), flash_attn_type {lla[0]['flash_attn_type']}")
-print()
-print("| C | Pagoda tok/s | llama.cpp tok/s | ratio | Pagoda batched/sequential | llama.cpp batched/sequential "
-      "| Pagoda seq tok/s | llama.cpp seq tok/s | preemptions | same first tokens |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
-for i, r in enumerate(pag[0]["results"]):
-    pg, lg = med(pag, i, "gen_tok_s"), med(lla, i, "gen_tok_s")
-    ps, ls = med(pag, i, "seq_gen_tok_s"), med(lla, i, "seq_gen_tok_s")
-    pre = max(run["results"][i]["preemptions"] for run in pag)
-    same = all(p["results"][i]["first_tokens"] == l["results"][i]["first_tokens"] for p, l in zip(pag, lla))
-    f = lambda x: f"{x:.1f}"
-    print(f"| {r['conc']} | {f(pg)} | {f(lg)} | {pg / lg:.2f} | {pg / ps:.2f}x | {lg / ls:.2f}x | {f(ps)} | {f(ls)} "
-          f"| {pre} | {'yes' if same else 'no'} |")
-EOF
+print_table "$out"
 echo
 echo "ran in ${seconds} s; load average before ${load_before}, after ${load_after}; JSON in $out"

@@ -16,7 +16,8 @@ Each context gets an untimed warm-up (prefill + one step of all its sequences); 
 with a warm-up run; each figure is the median of --reps runs. Timing: time.perf_counter (monotonic).
 
 Usage: tools/bench_llamacpp_batched.py -m MODEL [-t THREADS] [--gen N] [--prompt-len P]
-         [--conc 1,8,32,64] [--reps R] [--seq-requests K] [--n-batch B] [--json]
+         [--conc 1,8,32,64] [--reps R] [--seq-requests K] [--n-batch B] [--flash-attn auto|on|off]
+         [--kv-unified] [--json]
 """
 import argparse
 import ctypes
@@ -102,6 +103,8 @@ class Bench:
         p.n_threads = self.args.threads
         p.n_threads_batch = self.args.threads
         p.no_perf = True
+        p.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[self.args.flash_attn]
+        p.kv_unified = self.args.kv_unified
         self.flash_attn = p.flash_attn_type
         ctx = lc.llama_init_from_model(self.model, p)
         if not ctx:
@@ -176,6 +179,10 @@ def main():
     ap.add_argument("--seq-requests", type=int, default=-1,
                     help="time only the first K requests one at a time (default: all C; 0: skip)")
     ap.add_argument("--n-batch", type=int, default=512)
+    ap.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                    help="llama.cpp's flash attention setting (default: auto, llama.cpp's default)")
+    ap.add_argument("--kv-unified", action="store_true",
+                    help="one KV buffer shared by all sequences (llama.cpp's default is per-sequence streams)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.conc = [int(c) for c in args.conc.split(",")]
@@ -224,6 +231,7 @@ def main():
         print(json.dumps({"engine": "llama.cpp", "version": ver, "model": args.model, "threads": args.threads,
                           "n_gen": args.gen, "prompt_len": args.prompt_len, "reps": args.reps,
                           "n_batch": args.n_batch, "kv_type": "F16", "flash_attn_type": b.flash_attn,
+                          "kv_unified": args.kv_unified,
                           "results": results}, indent=1))
     else:
         print("llama.cpp batched: " + ", ".join(f"{k} {v}" for k, v in ver.items()))
