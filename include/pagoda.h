@@ -168,6 +168,7 @@ typedef struct pagoda_output {
     bool finished;
     pagoda_finish_reason finish_reason; /* when finished */
     const char *error_message;    /* when finish_reason is PAGODA_FINISH_ERROR */
+    pagoda_status error_status;   /* likewise, e.g. PAGODA_ERR_CONTEXT_FULL */
     int32_t n_prompt_tokens;      /* usage: prompt tokens, of which n_cached_tokens came from the prefix cache */
     int32_t n_cached_tokens;
     int32_t n_generated;          /* tokens generated so far by this sample */

@@ -251,5 +251,27 @@ int main(void) {
     pagoda_get_stats(m, &after);
     CHECK(after.kv_blocks_used == 0);
     pagoda_model_free(m);
+
+    /* 8. priority policy: with one sequence slot, lower priority values are served first */
+    pagoda_model_params by_priority = mp;
+    by_priority.policy = PAGODA_SCHED_PRIORITY;
+    by_priority.max_seqs = 1;
+    m = load(path, &by_priority);
+    int32_t priorities[3] = {5, 1, 3};
+    pagoda_request_id pid[3];
+    pagoda_sampling_params short_greedy = greedy;
+    short_greedy.max_tokens = 4;
+    for (int i = 0; i < 3; i++)
+        CHECK(pagoda_add_request(m, prompts[i].v, (size_t)prompts[i].n, &short_greedy, priorities[i], &pid[i]) == PAGODA_OK);
+    pagoda_request_id finish_order[3];
+    int n_finished = 0;
+    while (pagoda_has_unfinished(m) && n_finished < 3) {
+        CHECK(pagoda_step(m, &outs, &n_outs) == PAGODA_OK);
+        for (size_t o = 0; o < n_outs; o++)
+            if (outs[o].finished) finish_order[n_finished++] = outs[o].id;
+    }
+    CHECK_MSG(n_finished == 3 && finish_order[0] == pid[1] && finish_order[1] == pid[2] && finish_order[2] == pid[0],
+              "priority order not respected");
+    pagoda_model_free(m);
     return test_finish();
 }

@@ -176,7 +176,8 @@ pagoda_status pagoda_generate(pagoda_model *pm, const int32_t *prompt, size_t n_
                 done = true;
                 stats->finish_reason = o->finish_reason;
                 if (o->finish_reason == PAGODA_FINISH_ERROR && !st)
-                    st = error_set(PAGODA_ERR_INTERNAL, "%s", o->error_message ? o->error_message : "generation failed");
+                    st = error_set(o->error_status ? o->error_status : PAGODA_ERR_INTERNAL, "%s",
+                                   o->error_message ? o->error_message : "generation failed");
             } else if (!keep_going) {
                 pagoda_abort(pm, id);
                 done = true;

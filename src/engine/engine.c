@@ -262,8 +262,11 @@ static void finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reaso
     seq->req->n_live--;
 }
 
-static void fail(pagoda_model *pm, engine_seq *seq, const char *why) {
-    if (!seq->req->error) seq->req->error = strdup(why);
+static void fail(pagoda_model *pm, engine_seq *seq, pagoda_status status, const char *why) {
+    if (!seq->req->error) {
+        seq->req->error = strdup(why);
+        seq->req->error_status = status;
+    }
     finish(pm, seq, PAGODA_FINISH_ERROR);
 }
 
@@ -292,7 +295,7 @@ static void fork_samples(pagoda_model *pm, engine_seq *parent) {
         if (!child || sched_fork(pm->sched, &parent->s, &child->s) != PAGODA_OK) {
             if (child) { /* not in the scheduler: mark it done with an error */
                 child->s.state = SCHED_SEQ_FINISHED;
-                fail(pm, child, "no memory to fork the sample");
+                fail(pm, child, PAGODA_ERR_OUT_OF_MEMORY, "no memory to fork the sample");
             }
             break;
         }
@@ -310,6 +313,7 @@ static pagoda_status build_outputs(pagoda_model *pm) {
             .id = seq->req->id, .index = seq->index, .tokens = seq->step_tokens, .n_tokens = (size_t)seq->n_step_tokens,
             .text = seq->step_text ? seq->step_text : "", .text_len = seq->n_step_text, .finished = seq->finished,
             .finish_reason = seq->finish_reason, .error_message = seq->req->error,
+            .error_status = seq->req->error_status,
             .n_prompt_tokens = seq->req->n_prompt, .n_cached_tokens = seq->s.n_prefix_hit,
             .n_generated = seq->n_generated,
         };
@@ -333,7 +337,8 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
     for (int32_t i = 0; i < out.n_rejected; i++) {
         engine_seq *seq = out.rejected[i]->user;
         if (seq->n_generated > 0) finish(pm, seq, PAGODA_FINISH_LENGTH); /* grew past the whole cache */
-        else fail(pm, seq, "the request does not fit in the KV cache: give it more memory (--kv-cache-mem)");
+        else fail(pm, seq, PAGODA_ERR_CONTEXT_FULL,
+                  "the request does not fit in the KV cache: give it more memory (--kv-cache-mem)");
     }
     if (out.n_items > 0) {
         if (!grow((void **)&pm->copy_src, &pm->cap_copies, out.n_copies, sizeof(int32_t)) ||
@@ -354,7 +359,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
         const float *logits;
         st = runner_run(pm->runner, pm->run_seqs, out.n_items, pm->copy_src, pm->copy_dst, out.n_copies, &logits);
         if (st) { /* nothing computed: fail what was scheduled, keep the engine usable */
-            for (int32_t i = 0; i < out.n_items; i++) fail(pm, out.items[i].seq->user, pagoda_last_error());
+            for (int32_t i = 0; i < out.n_items; i++) fail(pm, out.items[i].seq->user, st, pagoda_last_error());
             build_outputs(pm);
             *outputs = pm->outputs;
             *n_outputs = (size_t)pm->n_outputs;

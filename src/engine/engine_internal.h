@@ -42,6 +42,7 @@ struct engine_request {
     int32_t n_seqs;
     int32_t n_live;          /* not yet finished */
     char *error;             /* why it failed, when it did */
+    pagoda_status error_status;
 };
 
 struct pagoda_model {
