@@ -25,7 +25,9 @@ run_one() { # name, command...
         skipped=$((skipped + 1)); printf 'SKIP  %-40s %s\n' "$name" "$(grep -m1 SKIP "$log")"
     else
         failed=$((failed + 1)); failed_names+=("$name")
-        printf 'FAIL  %-40s (exit %d)\n' "$name" $rc; sed 's/^/      | /' "$log" | tail -n 40
+        printf 'FAIL  %-40s (exit %d)\n' "$name" $rc
+        grep -E '(^| )FAIL' "$log" | head -n 20 | sed 's/^/      ! /'
+        sed 's/^/      | /' "$log" | tail -n 40
     fi
     rm -f "$log"
 }
