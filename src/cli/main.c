@@ -17,6 +17,7 @@ static const command commands[] = {
     {"serve", cmd_serve, "serve the model over an OpenAI-compatible HTTP API"},
     {"info", cmd_info, "print a model file's metadata and tensor summary"},
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (or ids -> text with --decode)"},
+    {"bench", cmd_bench, "model speed like llama-bench; `bench serve` load-tests an HTTP server"},
     {"gen-model", cmd_gen_model, "write a random-weight GGUF model at a real shape"},
 };
 
