@@ -23,7 +23,7 @@ static void check_stop(const server_request *r, const uint8_t *cuts, size_t n_cu
     server_buf out = {0};
     size_t at = 0, c = 0;
     while (at < r->prompt_len) {
-        size_t piece = n_cuts ? (size_t)(cuts[c++ % n_cuts] % 8) : 3;
+        size_t piece = 1 + (n_cuts ? (size_t)(cuts[c++ % n_cuts] % 8) : 2);
         if (piece > r->prompt_len - at) piece = r->prompt_len - at;
         if (!server_stop_feed(&s, r->prompt + at, piece, &out)) abort();
         at += piece;

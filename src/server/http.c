@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,7 +85,7 @@ static bool authorized(server_conn *c) {
     const char *key = c->srv->api_key;
     if (!key) return true;
     const char *h = MHD_lookup_connection_value(c->connection, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7)) return false;
+    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
     h += 7;
     size_t n = strlen(key), m = strlen(h);
     unsigned diff = (unsigned)(n != m);

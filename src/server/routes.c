@@ -123,6 +123,8 @@ enum MHD_Result server_route_generate(server_conn *c, server_request_kind kind) 
         if (!r) return server_respond_simple_error(c, 500, "server_error", NULL, NULL, "out of memory");
         ret = MHD_queue_response(c->connection, 200, r);
         MHD_destroy_response(r);
+        if (s->cfg.log_requests)
+            fprintf(stderr, "pagoda serve: %s %s -> 200 stream (%zu prompt tokens)\n", c->method, c->url, n_ids);
         return ret;
     }
     /* wait for the whole answer, leaving early if the client hangs up */

@@ -12,6 +12,7 @@
 #include "server/metrics.h" /* defines: server_metrics */
 #include "server/request.h" /* defines: server_request, server_error */
 #include "server/server.h"  /* defines: server_config */
+#include "server/web_page.h" /* defines: server_web_page */
 
 struct server {
     server_config cfg;          /* strings below are owned copies */
@@ -71,16 +72,5 @@ json_t *server_usage_json(const server_reply_info *info, server_job *job);      
 json_t *server_error_json(const server_error *e);
 /* Creates the SSE response of a submitted job (takes its own reference). NULL when out of memory. */
 struct MHD_Response *server_stream_response(server_conn *c, const server_reply_info *info, server_job *job);
-
-/* The web page (src/server/web_page.h once the web page lands; web_page_stub.c until then). */
-#if defined(__has_include)
-#if __has_include("server/web_page.h")
-#include "server/web_page.h"
-#define SERVER_HAVE_WEB_PAGE_H 1
-#endif
-#endif
-#ifndef SERVER_HAVE_WEB_PAGE_H
-const char *server_web_page(size_t *len);
-#endif
 
 #endif

@@ -51,6 +51,15 @@ ids=$(printf '%s' "$prompt" | "$bin" tokenize -m "$model" --add-special --parse-
 check "a prompt given as token ids gives the same text" \
     "[ \$(http POST $u/v1/completions '{\"prompt\": [$ids], \"max_tokens\": 24, \"temperature\": 0}') = 200 ] && [ \"\$(jq -j '.choices[0].text' $tmp/body)\" = \"\$(cat $tmp/run.txt)\" ]"
 
+# prefix caching: a repeated long prompt reuses its full blocks; cached_tokens = the engine's hit count
+long_prompt="Lily and Ben went to the park to play with a big red ball. They ran and laughed and the sun was warm on their faces all day"
+http POST $u/v1/completions "{\"prompt\": \"$long_prompt\", \"max_tokens\": 2}" >/dev/null
+hits_before=$(metric $u prefix_cache_hits_total)
+http POST $u/v1/completions "{\"prompt\": \"$long_prompt\", \"max_tokens\": 2}" >/dev/null
+hits_after=$(metric $u prefix_cache_hits_total)
+check "a repeated prompt: cached_tokens > 0 and equal to the engine's prefix-cache hits" \
+    "jq -e --argjson d \$(( \${hits_after%.*} - \${hits_before%.*} )) '.usage.prompt_tokens_details.cached_tokens == \$d and \$d >= 16' $tmp/body >/dev/null"
+
 # streaming completions: the same text in chunks, usage last, then [DONE]
 curl -sN $u/v1/completions -d "{\"prompt\": \"$prompt\", \"max_tokens\": 24, \"temperature\": 0, \"stream\": true, \"stream_options\": {\"include_usage\": true}}" >"$tmp/stream.txt"
 sse_text "$tmp/stream.txt" >"$tmp/stream_text.txt"
