@@ -13,6 +13,12 @@ esac
 scripts/install_deps.sh
 # The end-to-end SmolLM2 tests need the default model; they skip (and say so) if this fails.
 scripts/fetch_model.sh >/dev/null || echo "test: could not fetch the default model; its tests will skip" >&2
+# The server tests drive Pagoda with the official openai client: a venv outside the repository.
+venv=${HOME:-/tmp}/.cache/pagoda/venv
+if ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+    { python3 -m venv "$venv" && "$venv/bin/pip" install -q 'openai>=1.40'; } >&2 ||
+        echo "test: could not set up $venv with openai; the openai-client tests will skip" >&2
+fi
 jobs=$(nproc)
 status=0
 make -j"$jobs" all >/dev/null
