@@ -141,7 +141,12 @@ if [ $CPU_TIME = 1 ]; then
                 done
                 ratio=$(awk -v p="${ms[pagoda]}" -v l="${ms[llamacpp]}" \
                         'BEGIN { if (p > 0 && l > 0) printf "%.2f", l / p; else print "-" }')
-                echo "| ${name%-*} | $(echo "${name##*-}" | tr a-z A-Z) | $1 | ${ms[pagoda]} | ${ms[llamacpp]} | $ratio |"
+                case $name in
+                smollm2-135m-instruct-*) shape="SmolLM2-135M-Instruct (real)" ;;
+                smollm2-135m-*) shape=SmolLM2-135M ;;
+                *) shape=Llama-3.2-1B ;;
+                esac
+                echo "| $shape | $(echo "${name##*-}" | tr a-z A-Z) | $1 | ${ms[pagoda]} | ${ms[llamacpp]} | $ratio |"
             done
         done
         echo
