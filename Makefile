@@ -10,7 +10,7 @@ SAN      ?=
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g $(OPT) $(SAN) \
               -march=x86-64-v3 -Iinclude -Isrc -pthread
 AVX512_FLAGS = -march=x86-64-v4 -mavx512vnni -mavx512bf16 -mavx512vbmi
-LIBS     = -lpcre2-8 -lutf8proc -ljansson -lxxhash -lm -pthread
+LIBS     = -lpcre2-8 -lutf8proc -ljansson -lxxhash -lmicrohttpd -lcurl -lm -pthread
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
 CLI_SRCS  := $(shell find src/cli -name '*.c' | sort)

@@ -8,7 +8,7 @@ if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
     exit 0
 fi
 packages=(build-essential bc pkg-config libpcre2-dev libutf8proc-dev libxxhash-dev libjansson-dev
-          libmicrohttpd-dev clang libclang-rt-14-dev python3 python3-pip ca-certificates jq)
+          libmicrohttpd-dev libcurl4-openssl-dev chromium clang libclang-rt-14-dev python3 python3-pip ca-certificates jq)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -48,6 +48,8 @@ struct backend {
                     int64_t dim, float eps);
     void (*rope)(backend *be, float *x, const int32_t *pos, int64_t n_tokens, int n_heads, int head_dim,
                  const rope_params *rope);
+    /* (optional) attention over a contiguous single-sequence cache: not used by the model (which
+     * uses paged_attention); kept as the baseline that bench/bench_attention.c measures against. */
     void (*attention)(backend *be, const backend_attention_args *args);
     /* Writes n_tokens rows of K and V (f32, [n_tokens][n_kv_head][head_dim]) of `layer` to their
      * slots in the paged cache, converting to the cache type. */

@@ -42,7 +42,8 @@ enum { MAX_LIST = 16, MAX_REPS = 1000 };
 
 static void print_help(FILE *out) {
     fprintf(out,
-            "usage: pagoda bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 5] [--json]\n\n"
+            "usage: pagoda bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 5] [--json]\n"
+            "       pagoda bench serve --url URL ...   (load-test a server; see pagoda bench serve --help)\n\n"
             "Measures prompt processing (pp) and text generation (tg) speed like llama.cpp's\n"
             "llama-bench, through the public API: the model is loaded once per thread count, each\n"
             "test runs once to warm up (pp with at most 64 tokens, tg with at most 8), then REPS\n"
@@ -518,6 +519,7 @@ static int print_json(const bench_options *o, const weight_summary *ws, const be
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
     bench_options o;
     int rc = parse_options(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;

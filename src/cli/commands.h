@@ -10,6 +10,8 @@ int cmd_info(int argc, char **argv);      /* cli/cmd_info.c */
 int cmd_tokenize(int argc, char **argv);  /* cli/cmd_tokenize.c */
 int cmd_gen_model(int argc, char **argv); /* cli/cmd_gen_model.c */
 int cmd_batch(int argc, char **argv);     /* cli/cmd_batch.c */
-int cmd_bench(int argc, char **argv);     /* cli/cmd_bench.c */
+int cmd_serve(int argc, char **argv);     /* cli/cmd_serve.c */
+int cmd_bench(int argc, char **argv);     /* cli/cmd_bench.c: `bench` (model speed) and `bench serve` */
+int cmd_bench_serve(int argc, char **argv); /* cli/cmd_bench_serve.c: `bench serve`, argv[0] == "serve" */
 
 #endif

@@ -14,9 +14,10 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt, streamed to stdout"},
     {"chat", cmd_chat, "interactive chat using the model's chat template"},
     {"batch", cmd_batch, "run a JSONL file of requests together (offline batch inference)"},
+    {"serve", cmd_serve, "serve the model over an OpenAI-compatible HTTP API"},
     {"info", cmd_info, "print a model file's metadata and tensor summary"},
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (or ids -> text with --decode)"},
-    {"bench", cmd_bench, "prompt and generation speed, like llama-bench, with the bandwidth ceiling"},
+    {"bench", cmd_bench, "model speed like llama-bench; `bench serve` load-tests an HTTP server"},
     {"gen-model", cmd_gen_model, "write a random-weight GGUF model at a real shape"},
 };
 

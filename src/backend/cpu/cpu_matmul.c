@@ -3,18 +3,21 @@
  * Three paths, chosen per call from the weight type:
  *  - integer (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K): x is quantized to 8 bits per block of
  *    32 (cpu_quant_dot.h) in pieces of at most max_tokens tokens, into scratch sized at init. Each
- *    thread takes a contiguous range of 4-row tiles, expands a tile into a common u8 form in L1
- *    and runs the AVX2 (maddubs) or AVX-512 VNNI (dpbusd) tile kernel over the piece's tokens,
- *    a block of tokens at a time so that their quantized rows stay in L2.
+ *    thread takes a contiguous range of 4-row tiles (the same count for every thread).
+ *      decode (a piece of <= 3 tokens): fused kernels read the GGUF blocks directly, 4 rows x 1
+ *      token at a time, prefetching one tile ahead (cpu_quant_dot_decode*.c; AVX-512 VNNI for the
+ *      legacy types where available, AVX2 otherwise and for the K-quants);
+ *      prefill: a tile is expanded once into a common u8 form in L1 and the AVX2 (maddubs, 4 rows
+ *      x 2 tokens) or AVX-512 VNNI (dpbusd, 4 rows x 4 tokens) tile kernel sweeps the piece's
+ *      tokens, a block of tokens at a time so that their quantized rows stay in L2.
  *  - float (F32, F16, BF16, and Q2_K / Q3_K through the reference dequantizer): 4-row tiles as f32
  *    (F32 read in place, others converted into per-thread scratch), a 4-row x 2-token FMA kernel.
  *    With AVX-512 BF16, BF16 rows use _mm512_dpbf16_ps on x split into two bf16 halves
  *    (cpu_matmul_avx512.c).
  *  - streaming fallback, for rows longer than the max_cols given at init: dequantizes 256 elements
  *    at a time on the stack. Slow, but needs no scratch.
- * Decode (a few tokens) and prefill use the same code: rows are split across threads, so every
- * thread gets the same amount of work. In exact mode (cpu_backend_set_exact) every type takes the
- * float path.
+ * In exact mode (cpu_backend_set_exact) every type takes the float path (f32 activations).
+ * cpu_matmul_force_isa() picks AVX2 even on AVX-512 machines (tests run both).
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -172,6 +175,9 @@ static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
     /* tokens per sweep: their quantized rows (n + n/8 + n/4 bytes each) stay in L2 */
     int64_t token_block = CPU_MATMUL_ACT_L2_BYTES / (n + n / 8 + n / 4);
     token_block = token_block < 4 ? 4 : token_block / 4 * 4;
+    /* equal blocks (multiples of 4), so no short last sweep re-expands the tile for a few tokens */
+    int64_t n_sweeps = (job->n_piece + token_block - 1) / token_block;
+    token_block = ((job->n_piece + n_sweeps - 1) / n_sweeps + 3) / 4 * 4;
     bool unsigned_codes = job->isa == CPU_ISA_AVX512;
     for (int64_t tb = 0; tb < job->n_piece; tb += token_block) {
         int64_t tb_end = tb + token_block < job->n_piece ? tb + token_block : job->n_piece;

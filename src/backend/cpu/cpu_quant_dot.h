@@ -26,6 +26,9 @@
  *        Q5_K  q = 5-bit code,      scale = d sc,    min = -dmin mn
  *        Q6_K  q = 6-bit code,      scale = d sc,    min = -32 d sc   (sc per 16 elements)
  *
+ * 3. For 1-3 tokens (decode) expanding a tile would cost as much as the dot product it feeds, so
+ *    fused kernels (cpu_quant_dot_decode*.c) apply the same arithmetic straight to the GGUF blocks.
+ *
  * The error against the f32 reference is the activation rounding: about (d/2)^2/3 per element,
  * i.e. a normalised MSE near 1e-5 for well-spread rows (tests/test_cpu_matmul.c).
  */

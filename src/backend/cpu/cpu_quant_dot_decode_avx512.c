@@ -13,7 +13,7 @@
 #include "backend/cpu/cpu_quant_dot.h" /* defines: cpu_qact, cpu_qdot_rows_fn */
 #include "core/dtype.h"                /* defines: DTYPE_* */
 
-enum { PF_TILES = 1 }; /* prefetch the same block this many 4-row tiles ahead */
+enum { PF_TILES = 3 }; /* prefetch the same block this many 4-row tiles ahead */
 
 static inline float load_f16(const uint8_t *p) {
     uint16_t h;
