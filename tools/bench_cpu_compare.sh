@@ -28,6 +28,8 @@
 #               Less sensitive than tok/s to neighbours taking the cores (a preempted process
 #               accrues no CPU time), though not to their use of the memory bus.
 #   --out FILE  also write the table there; --keep DIR keeps every run's JSON there
+#   --report DIR  run nothing: reprint the table from the JSON a --keep DIR run left (give --quick
+#               too if that run was quick)
 # Needs build/pagoda (make), jq, python3 with llama-cpp-python and numpy.
 set -u
 cd "$(dirname "$0")/.."
@@ -40,6 +42,7 @@ REPS=1
 OMP_WAIT=passive
 QUICK=0
 CPU_TIME=0
+REPORT=
 OUT=
 KEEP=
 MODELS="smollm2-135m-q8_0 smollm2-135m-q4_0 smollm2-135m-bf16 llama-3.2-1b-q8_0 llama-3.2-1b-q4_0 llama-3.2-1b-bf16
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
     --models) MODELS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --keep) KEEP=$2; shift ;;
+    --report) REPORT=$2; KEEP=$2; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_cpu_compare: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -141,7 +145,12 @@ if [ $CPU_TIME = 1 ]; then
                 done
                 ratio=$(awk -v p="${ms[pagoda]}" -v l="${ms[llamacpp]}" \
                         'BEGIN { if (p > 0 && l > 0) printf "%.2f", l / p; else print "-" }')
-                echo "| ${name%-*} | $(echo "${name##*-}" | tr a-z A-Z) | $1 | ${ms[pagoda]} | ${ms[llamacpp]} | $ratio |"
+                case $name in
+                smollm2-135m-instruct-*) shape="SmolLM2-135M-Instruct (real)" ;;
+                smollm2-135m-*) shape=SmolLM2-135M ;;
+                *) shape=Llama-3.2-1B ;;
+                esac
+                echo "| $shape | $(echo "${name##*-}" | tr a-z A-Z) | $1 | ${ms[pagoda]} | ${ms[llamacpp]} | $ratio |"
             done
         done
         echo
@@ -153,6 +162,7 @@ if [ $CPU_TIME = 1 ]; then
     exit 0
 fi
 for name in $MODELS; do
+    [ -n "$REPORT" ] && break
     ensure_model "$name" || continue
     file=$(model_file "$name")
     rounds=${ROUNDS:-2}
@@ -171,6 +181,7 @@ for name in $MODELS; do
     done
 done
 elapsed=$(( $(date +%s) - start ))
+[ -n "$REPORT" ] && elapsed=-1
 
 # ---- the table ----------------------------------------------------------------------------------
 python3 - "$WORK" "$P" "$N" "$THREADS" "$MODELS" "$elapsed" "$QUICK" "$OMP_WAIT" >"$WORK/table.md" <<'EOF'
@@ -231,8 +242,11 @@ print(f"- tok/s: median over all runs (min-max); ratio = Pagoda median / llama.c
       f"who goes first alternates by round and thread count")
 print(f"- llama.cpp: llama-cpp-python {lc_version}, through tools/bench_llamacpp.py (flash attention on, "
       f"F16 KV, n_ubatch 512, OMP_WAIT_POLICY {omp_wait}); {sysinfo}")
-print(f"- {'QUICK mode; ' if quick == '1' else ''}wall time {int(elapsed) // 60} min {int(elapsed) % 60} s; "
-      f"load average at the end: {os.getloadavg()[0]:.1f}")
+if int(elapsed) < 0:
+    print(f"- reprinted from {work}")
+else:
+    print(f"- {'QUICK mode; ' if quick == '1' else ''}wall time {int(elapsed) // 60} min {int(elapsed) % 60} s; "
+          f"load average at the end: {os.getloadavg()[0]:.1f}")
 EOF
 cat "$WORK/table.md"
 [ -n "$OUT" ] && cp "$WORK/table.md" "$OUT"

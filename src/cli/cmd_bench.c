@@ -216,6 +216,13 @@ static pagoda_status summarize_weights(const char *path, weight_summary *out) {
 }
 
 /* ---- Bandwidth probe in a child process ---------------------------------------------------------- */
+/* What the probe process writes back through its pipe. */
+typedef struct probe_reply {
+    pagoda_status status;
+    membw_result result;
+    char message[200];  /* the error, when status is not PAGODA_OK */
+} probe_reply;
+
 /* Runs membw_measure with n_threads threads in a forked child (no threads exist in this process
  * at that point), so its 3 arrays never count in this process's peak memory. */
 static bool probe_bandwidth(int n_threads, int array_mib, membw_result *out, char *err, size_t err_cap) {
@@ -234,19 +241,19 @@ static bool probe_bandwidth(int n_threads, int array_mib, membw_result *out, cha
     }
     if (pid == 0) {
         close(fds[0]);
-        struct { pagoda_status st; membw_result r; char msg[200]; } reply = {0};
+        probe_reply reply = {0};
         threadpool *pool;
-        reply.st = threadpool_init(n_threads, &pool);
-        if (reply.st == PAGODA_OK) {
-            reply.st = membw_measure(pool, (size_t)array_mib << 20, 0, &reply.r);
+        reply.status = threadpool_init(n_threads, &pool);
+        if (reply.status == PAGODA_OK) {
+            reply.status = membw_measure(pool, (size_t)array_mib << 20, 0, &reply.result);
             threadpool_free(pool);
         }
-        snprintf(reply.msg, sizeof reply.msg, "%s", reply.st ? pagoda_last_error() : "");
+        snprintf(reply.message, sizeof reply.message, "%s", reply.status ? pagoda_last_error() : "");
         ssize_t w = write(fds[1], &reply, sizeof reply);
         _exit(w == (ssize_t)sizeof reply ? 0 : 1);
     }
     close(fds[1]);
-    struct { pagoda_status st; membw_result r; char msg[200]; } reply;
+    probe_reply reply;
     size_t got = 0;
     while (got < sizeof reply) {
         ssize_t n = read(fds[0], (char *)&reply + got, sizeof reply - got);
@@ -261,11 +268,11 @@ static bool probe_bandwidth(int n_threads, int array_mib, membw_result *out, cha
         snprintf(err, err_cap, "the probe process ended without a result");
         return false;
     }
-    if (reply.st != PAGODA_OK) {
-        snprintf(err, err_cap, "%s", reply.msg);
+    if (reply.status != PAGODA_OK) {
+        snprintf(err, err_cap, "%s", reply.message);
         return false;
     }
-    *out = reply.r;
+    *out = reply.result;
     return true;
 }
 
