@@ -15,8 +15,8 @@ tmp=$(mktemp -d)
 trap 'kill ${a_pid:-} ${b_pid:-} 2>/dev/null; rm -rf "$tmp"' EXIT
 . "$(dirname "$0")/../server/lib.sh"
 
-# /health answers 503 while the model loads (the load is held back 1.5 s by a test hook)
-PAGODA_SERVE_TEST_LOAD_DELAY_MS=1500 START_NO_WAIT=1 start_server b -m "$model" --cors-origin 'https://example.org' || exit 1
+# /health answers 503 while the model loads (the load is held back 3 s by a test hook)
+PAGODA_SERVE_TEST_LOAD_DELAY_MS=3000 START_NO_WAIT=1 start_server b -m "$model" --cors-origin 'https://example.org' || exit 1
 check "/health is 503 while loading" "[ \$(http GET $b_url/health) = 503 ] && jq -e '.status == \"loading\"' $tmp/body >/dev/null"
 check "/v1/models is 503 while loading" "[ \$(http GET $b_url/v1/models) = 503 ]"
 for _ in $(seq 300); do grep -q 'ready:' "$tmp/b.log" && break; sleep 0.1; done
@@ -136,7 +136,7 @@ check "metrics: nothing running at rest" "[ \$(metric $u num_requests_running) =
 # a graceful stop during a stream: the stream ends with an error event and [DONE]
 curl -sN $u/v1/completions -d '{"prompt": "Once", "max_tokens": 1900, "ignore_eos": true, "stream": true}' >"$tmp/cut.txt" &
 cpid=$!
-for _ in $(seq 100); do [ -s "$tmp/cut.txt" ] && break; sleep 0.05; done
+for _ in $(seq 400); do [ -s "$tmp/cut.txt" ] && break; sleep 0.05; done
 stop_server a
 wait $cpid
 check "a stream cut by the stop ends with an error event and [DONE]" \
