@@ -301,6 +301,19 @@ static void note_scheduled(server_engine *e, int32_t n_waiting, double step_star
     }
 }
 
+/* Publishes the engine's counts for /metrics and admission control; returns them. */
+static pagoda_engine_stats publish(server_engine *e) {
+    pagoda_engine_stats stats;
+    pagoda_get_stats(e->model, &stats);
+    pthread_mutex_lock(&e->mu);
+    e->snapshot.stats = stats;
+    e->snapshot.n_active = e->n_active;
+    e->n_pending -= e->n_taken;
+    e->n_taken = 0;
+    pthread_mutex_unlock(&e->mu);
+    return stats;
+}
+
 static void *engine_main(void *arg) {
     server_engine *e = arg;
     for (;;) {
@@ -327,18 +340,11 @@ static void *engine_main(void *arg) {
             const pagoda_output *outs;
             size_t n_outs;
             pagoda_step(e->model, &outs, &n_outs); /* a failed step fails its requests through outputs */
+            publish(e); /* before any answer goes out: a client that got one sees its request gone */
             double now = server_now();
             for (size_t i = 0; i < n_outs; i++) deliver(e, &outs[i], now);
         }
-        pagoda_engine_stats stats;
-        pagoda_get_stats(e->model, &stats);
-        note_scheduled(e, stats.n_waiting, step_start);
-        pthread_mutex_lock(&e->mu);
-        e->snapshot.stats = stats;
-        e->snapshot.n_active = e->n_active;
-        e->n_pending -= e->n_taken;
-        e->n_taken = 0;
-        pthread_mutex_unlock(&e->mu);
+        note_scheduled(e, publish(e).n_waiting, step_start);
     }
     /* drain what arrived after the stop: nothing reaches the engine any more */
     pthread_mutex_lock(&e->mu);

@@ -136,7 +136,7 @@ check "metrics: nothing running at rest" "[ \$(metric $u num_requests_running) =
 # a graceful stop during a stream: the stream ends with an error event and [DONE]
 curl -sN $u/v1/completions -d '{"prompt": "Once", "max_tokens": 1900, "ignore_eos": true, "stream": true}' >"$tmp/cut.txt" &
 cpid=$!
-for _ in $(seq 100); do [ -s "$tmp/cut.txt" ] && break; sleep 0.05; done
+for _ in $(seq 400); do [ -s "$tmp/cut.txt" ] && break; sleep 0.05; done
 stop_server a
 wait $cpid
 check "a stream cut by the stop ends with an error event and [DONE]" \
