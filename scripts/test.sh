@@ -29,11 +29,14 @@ if [ $quick -eq 0 ]; then
     echo; echo "== AddressSanitizer + UndefinedBehaviorSanitizer =="
     make -j"$jobs" test-asan 2>&1 | tee -a "$summary" || status=1
     if command -v clang >/dev/null && ls fuzz/fuzz_*.c >/dev/null 2>&1; then
-        echo; echo "== fuzz smoke run (GGUF parser, 30 s) =="
+        echo; echo "== fuzz smoke run (each target 30 s: GGUF parser, HTTP request parser) =="
         if make fuzz >/dev/null 2>&1; then
             for f in build-fuzz/fuzz/fuzz_*; do
                 corpus=$(mktemp -d)
-                cp tests/fixtures/gguf/*.gguf "$corpus"/ 2>/dev/null || true
+                case $f in
+                    *fuzz_request) cp tests/fixtures/server/*.json "$corpus"/ 2>/dev/null || true ;;
+                    *) cp tests/fixtures/gguf/*.gguf "$corpus"/ 2>/dev/null || true ;;
+                esac
                 if "$f" -max_total_time=30 -rss_limit_mb=2048 "$corpus" >"$corpus.log" 2>&1; then
                     tail -n 1 "$corpus.log"; echo "1 passed, 0 failed" >>"$summary"
                 else
