@@ -58,6 +58,12 @@ typedef struct pagoda_model_params {
     pagoda_kv_type kv_type;     /* default F16 */
     bool no_prefix_caching;     /* turn automatic prefix caching off */
     pagoda_sched_policy policy; /* FCFS (default) or by request priority */
+    /* Speculative decoding (at most one draft source): a draft proposes draft_k tokens per step, the
+     * model verifies them in one forward; the output distribution is the model's own. */
+    const char *draft_model_path; /* a smaller GGUF sharing the vocabulary; NULL: none */
+    int32_t draft_layers;         /* self-speculation: the model's own first N layers; 0: off */
+    int32_t lookup_ngram;         /* prompt lookup: match the last N tokens in the context; 0: off */
+    int32_t draft_k;              /* tokens proposed per step; <= 0: 4 */
 } pagoda_model_params;
 
 pagoda_model_params pagoda_model_params_default(void);
@@ -106,6 +112,11 @@ pagoda_status pagoda_chat_render(const pagoda_model *model, const pagoda_chat_me
                                  bool add_generation_prompt, char **out_text);
 
 /* ---- Generation -------------------------------------------------------------------------------- */
+typedef struct pagoda_logit_bias {
+    int32_t token;
+    float bias;
+} pagoda_logit_bias;
+
 typedef struct pagoda_sampling_params {
     float temperature; /* 0: greedy */
     int32_t top_k;     /* 0: off */
@@ -115,10 +126,30 @@ typedef struct pagoda_sampling_params {
     int32_t max_tokens; /* most tokens to generate; < 0: until end of generation or a full context */
     bool ignore_eos;    /* keep going past end-of-generation tokens */
     int32_t n;          /* parallel samples of one prompt (they share its KV blocks); <= 0: 1 */
+    /* the rest of the sampler chain (pagoda_sampling_params_default leaves them all off) */
+    float typical_p;          /* locally typical sampling; 0 or 1: off */
+    float repetition_penalty; /* HF/vLLM-style, over prompt and output; 0 or 1: off */
+    float presence_penalty;   /* OpenAI-style, over the output; 0: off */
+    float frequency_penalty;  /* OpenAI-style, over the output; 0: off */
+    const pagoda_logit_bias *logit_bias; /* added to the logits before sampling; copied by add_request */
+    size_t n_logit_bias;
+    const int32_t *stop_token_ids;       /* extra tokens that end generation; copied */
+    size_t n_stop_token_ids;
+    const char *const *stop;             /* stop strings, matched across tokens, never output; copied */
+    size_t n_stop;
+    bool logprobs;            /* report the chosen token's log-probability with each token */
+    int32_t top_logprobs;     /* and the N most likely alternatives (0..20) */
+    /* search strategies (greedy-based; temperature is ignored while one is on) */
+    int32_t num_beams;        /* beam search; <= 1: off. n <= num_beams best beams are returned */
+    float length_penalty;     /* beam score = sum logprob / length^length_penalty; default 1 */
+    bool early_stopping;      /* stop once num_beams finished hypotheses exist (HF early_stopping=True) */
+    float penalty_alpha;      /* contrastive search with top_k candidates; 0: off */
+    const char *dola_layers;  /* DoLa: "low", "high" or a comma list of layer indices; NULL: off */
 } pagoda_sampling_params;
 
 pagoda_sampling_params pagoda_sampling_params_default(void); /* temperature 0.8, top_k 40, top_p 0.95,
-                                                              min_p 0.05, seed 0, max_tokens -1 */
+                                                              min_p 0.05, seed 0, max_tokens -1,
+                                                              length_penalty 1, the rest off */
 
 typedef enum pagoda_finish_reason {
     PAGODA_FINISH_STOP,      /* an end-of-generation token */
@@ -157,12 +188,27 @@ typedef int64_t pagoda_request_id;
 pagoda_status pagoda_add_request(pagoda_model *model, const int32_t *prompt, size_t n_prompt,
                                  const pagoda_sampling_params *params, int32_t priority, pagoda_request_id *out_id);
 
+typedef struct pagoda_top_logprob {
+    int32_t token;
+    float logprob;
+} pagoda_top_logprob;
+
+/* The log-probability of a generated token under the distribution after penalties and logit bias,
+ * before temperature and truncation (OpenAI's definition), with the most likely alternatives. */
+typedef struct pagoda_token_logprob {
+    int32_t token;
+    float logprob;
+    const pagoda_top_logprob *top; /* [n_top], most likely first */
+    int32_t n_top;
+} pagoda_token_logprob;
+
 /* What one sample of one request produced in a step. */
 typedef struct pagoda_output {
     pagoda_request_id id;
     int32_t index;                /* which of the request's n samples */
     const int32_t *tokens;        /* tokens generated this step (the end-of-generation token is not) */
     size_t n_tokens;
+    const pagoda_token_logprob *logprobs; /* [n_tokens] when the request asked for logprobs, else NULL */
     const char *text;             /* text completed this step (whole UTF-8 characters), NUL-terminated */
     size_t text_len;
     bool finished;
@@ -194,6 +240,7 @@ typedef struct pagoda_engine_stats {
     uint64_t n_preemptions;
     uint64_t prompt_tokens, generated_tokens, computed_tokens;
     uint64_t n_steps;
+    uint64_t spec_proposed, spec_accepted; /* speculative decoding: draft tokens proposed and accepted */
 } pagoda_engine_stats;
 void pagoda_get_stats(const pagoda_model *model, pagoda_engine_stats *out);
 

@@ -16,7 +16,8 @@ pagoda_model_params pagoda_model_params_default(void) { return (pagoda_model_par
 
 pagoda_sampling_params pagoda_sampling_params_default(void) {
     return (pagoda_sampling_params){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
-                                    .seed = 0, .max_tokens = -1, .ignore_eos = false, .n = 1};
+                                    .seed = 0, .max_tokens = -1, .ignore_eos = false, .n = 1,
+                                    .typical_p = 1.0f, .repetition_penalty = 1.0f, .length_penalty = 1.0f};
 }
 
 /* The model's own template when it has one (falling back to a built-in for its family when the
