@@ -356,7 +356,8 @@ bool server_request_parse_sampling(json_t *root, server_request *r, server_error
     sp->frequency_penalty = (float)frequency;
     sp->repetition_penalty = (float)repetition;
     sp->typical_p = (float)typical;
-    return parse_logit_bias(json_object_get(root, "logit_bias"), r, err) &&
+    return parse_stop(json_object_get(root, "stop"), r, err) &&
+           parse_logit_bias(json_object_get(root, "logit_bias"), r, err) &&
            parse_stop_token_ids(json_object_get(root, "stop_token_ids"), r, err) && parse_logprobs(root, r, err);
 }
 
@@ -404,8 +405,7 @@ static bool parse_generation(json_t *root, server_request *r, server_error *err)
     sp->seed = (uint64_t)seed;
     sp->max_tokens = (int32_t)max_tokens;
     r->priority = (int32_t)priority;
-    return check_unsupported(root, r->kind, n, err) && parse_stop(json_object_get(root, "stop"), r, err) &&
-           server_request_parse_sampling(root, r, err);
+    return check_unsupported(root, r->kind, n, err) && server_request_parse_sampling(root, r, err);
 }
 
 /* ---- Entry point ---------------------------------------------------------------------------------- */

@@ -85,7 +85,7 @@ bool server_request_parse(server_request_kind kind, const char *body, size_t len
                           server_error *err);
 void server_request_free(server_request *r);
 
-/* The sampler-chain fields of a parsed JSON object (presence_penalty, frequency_penalty,
+/* The sampler-chain fields of a parsed JSON object (stop, presence_penalty, frequency_penalty,
  * repetition_penalty, typical_p, logit_bias, stop_token_ids, logprobs, top_logprobs) into
  * r->sampling (arrays owned by r; r->kind decides how logprobs reads). Shared with `pagoda batch`.
  * Fields absent keep r->sampling's values. False with *err set on a bad value. */
