@@ -2,30 +2,20 @@
  * penalties, logprobs, greedy, and the truncations (temperature, top-k, top-p, min-p, typical-p)
  * before the draw.
  *
- * Cost per token: greedy without bias or penalties is one vectorised argmax over the row. Bias and
- * penalties copy the row once and touch only the biased / seen tokens. Logprobs add one pass of
- * exp over the row and a running top-N. Sampling makes one pass of exp; only top-p and typical-p
- * sort, and top-p first tries the 256 most likely tokens (quickselect) before sorting everything.
+ * Cost per token (row loops in sampler_kernels.c, AVX2): greedy without bias or penalties is one
+ * argmax over the row. Bias and penalties copy the row once and touch only the biased / seen
+ * tokens. Logprobs add one pass of exp and a top-N scan. With top-k, one heap scan of the row and
+ * work on k candidates only; without it, one pass of exp, and top-p / typical-p find their cut by a
+ * mass-weighted quickselect (expected linear), never a full sort.
  */
 #include "sample/sampler.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h" /* defines: error_set */
-
-typedef struct candidate {
-    int32_t id;
-    float logit; /* after bias and penalties (NaN as -inf) */
-    float w;     /* unnormalised probability at the temperature, the max logit's being 1 */
-} candidate;
-
-typedef struct typical_item {
-    double shift; /* |-log q - H| */
-    int32_t at;   /* index into the candidates */
-} typical_item;
+#include "core/error.h"             /* defines: error_set */
+#include "sample/sampler_kernels.h" /* defines: candidate, sampler_argmax, sampler_exp_weights, sampler_top_k */
 
 struct sampler {
     sampler_params params;
@@ -33,6 +23,7 @@ struct sampler {
     int32_t n_vocab;
     candidate *cand;         /* [n_vocab] scratch */
     float *work;             /* [n_vocab] logits after bias and penalties; NULL when neither is on */
+    float *wbuf;             /* [n_vocab] exp weights of the row */
     bool rep_on, count_on;   /* repetition penalty; presence/frequency penalties */
     uint8_t *seen;           /* [n_vocab] rep_on: 1 if in prompt or output */
     int32_t *seen_list;      /* [n_vocab] rep_on: the distinct tokens seen, n_seen of them */
@@ -40,7 +31,6 @@ struct sampler {
     uint32_t *count;         /* [n_vocab] count_on: occurrences in the output */
     int32_t *out_list;       /* [n_vocab] count_on: the distinct output tokens, n_out of them */
     int32_t n_out;
-    typical_item *typical; /* [n_vocab] scratch when typical_p is on */
     bool lp_on;
     pagoda_token_logprob last;                       /* the last draw's logprob */
     pagoda_top_logprob top[SAMPLER_MAX_TOP_LOGPROBS]; /* [params.top_logprobs] */
@@ -131,8 +121,7 @@ pagoda_status sampler_init(const sampler_params *params, int32_t n_vocab, sample
     if (ok && s->count_on)
         ok = (s->count = calloc((size_t)n_vocab, sizeof *s->count)) &&
              (s->out_list = malloc((size_t)n_vocab * sizeof(int32_t)));
-    if (ok && params->typical_p > 0 && params->typical_p < 1)
-        ok = (s->typical = malloc((size_t)n_vocab * sizeof *s->typical)) != NULL;
+    if (ok) ok = (s->wbuf = malloc((size_t)n_vocab * sizeof *s->wbuf)) != NULL;
     if (!ok) {
         sampler_free(s);
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the sampler");
@@ -152,7 +141,7 @@ void sampler_free(sampler *s) {
     free(s->seen_list);
     free(s->count);
     free(s->out_list);
-    free(s->typical);
+    free(s->wbuf);
     free(s);
 }
 
@@ -194,27 +183,6 @@ static const float *apply_bias_and_penalties(sampler *s, const float *logits) {
     return x;
 }
 
-/* ---- Greedy ---------------------------------------------------------------------------------------- */
-/* The first index of the largest value; NaN never wins (all NaN: 0). AVX2 max over blocks of 8,
- * then a scan for the first element equal to it. */
-static int32_t argmax(const float *x, int32_t n) {
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(_mm256_loadu_ps(x + i), m8); /* a NaN in x yields m8 */
-    float lanes[8], m = -INFINITY;
-    _mm256_storeu_ps(lanes, m8);
-    for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
-    for (; i < n; i++) m = x[i] > m ? x[i] : m;
-    __m256 target = _mm256_set1_ps(m);
-    for (i = 0; i + 8 <= n; i += 8) {
-        int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), target, _CMP_EQ_OQ));
-        if (mask) return i + __builtin_ctz((unsigned)mask);
-    }
-    for (; i < n; i++)
-        if (x[i] == m) return i;
-    return 0;
-}
-
 /* ---- Logprobs -------------------------------------------------------------------------------------- */
 typedef struct logprob_norm {
     float max;       /* largest logit (NaN as -inf) */
@@ -228,142 +196,151 @@ static float logprob_of(const logprob_norm *z, float x) {
     return (float)((double)x - z->max - z->log_sum);
 }
 
-/* Step 4: the normaliser and the top_logprobs most likely tokens (ties to the lowest id). */
-static void logprobs_prepare(sampler *s, const float *x, logprob_norm *z) {
-    int32_t n = s->n_vocab, k = s->params.top_logprobs, n_top = 0;
-    z->max = x[argmax(x, n)];
-    if (isnan(z->max)) z->max = -INFINITY;
-    double sum = 0;
-    z->n_max = 0;
-    if (isinf(z->max)) {
-        for (int32_t i = 0; i < n; i++) z->n_max += x[i] == z->max;
-    } else {
-        for (int32_t i = 0; i < n; i++) sum += x[i] > -INFINITY ? exp((double)x[i] - z->max) : 0.0;
-    }
-    z->log_sum = log(sum);
-    pagoda_top_logprob *top = s->top; /* descending by logit; insertion keeps the first of equals first */
-    for (int32_t i = 0; i < n && k > 0; i++) {
-        float v = isnan(x[i]) ? -INFINITY : x[i];
-        if (n_top == k && !(v > top[k - 1].logprob)) continue;
-        int32_t j = n_top < k ? n_top++ : k - 1;
-        while (j > 0 && v > top[j - 1].logprob) {
-            top[j] = top[j - 1];
-            j--;
-        }
-        top[j] = (pagoda_top_logprob){i, v};
-    }
-    for (int32_t i = 0; i < n_top; i++) top[i].logprob = logprob_of(z, top[i].logprob);
-    s->last.n_top = n_top;
-}
-
-const pagoda_token_logprob *sampler_last_logprob(const sampler *s) { return s->lp_on ? &s->last : NULL; }
-
-/* ---- Truncation and the draw ------------------------------------------------------------------------- */
 static int by_logit_desc(const void *a, const void *b) {
     const candidate *x = a, *y = b;
     if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Moves the k largest (by logit, then lower id) to the front, unordered, by quickselect. */
-static void select_top_k(candidate *c, int32_t n, int32_t k) {
-    int32_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        candidate pivot = c[(lo + hi) / 2];
-        int32_t i = lo, j = hi;
-        while (i <= j) {
-            while (by_logit_desc(&c[i], &pivot) < 0) i++;
-            while (by_logit_desc(&c[j], &pivot) > 0) j--;
-            if (i <= j) {
-                candidate t = c[i];
-                c[i++] = c[j];
-                c[j--] = t;
+/* Step 4: the normaliser and the top_logprobs most likely tokens (ties to the lowest id). */
+static void logprobs_prepare(sampler *s, const float *x, logprob_norm *z) {
+    int32_t n = s->n_vocab, k = s->params.top_logprobs < n ? s->params.top_logprobs : n;
+    z->max = x[sampler_argmax(x, n)];
+    if (isnan(z->max)) z->max = -INFINITY;
+    z->n_max = 0;
+    z->log_sum = 0;
+    if (isinf(z->max)) {
+        for (int32_t i = 0; i < n; i++) z->n_max += x[i] == z->max;
+    } else {
+        z->log_sum = log(sampler_exp_weights(x, n, z->max, 1.0f, s->wbuf));
+    }
+    if (k > 0) {
+        sampler_top_k(x, n, k, s->cand);
+        qsort(s->cand, (size_t)k, sizeof *s->cand, by_logit_desc);
+    }
+    for (int32_t i = 0; i < k; i++) s->top[i] = (pagoda_top_logprob){s->cand[i].id, logprob_of(z, s->cand[i].logit)};
+    s->last.n_top = k;
+}
+
+const pagoda_token_logprob *sampler_last_logprob(const sampler *s) { return s->lp_on ? &s->last : NULL; }
+
+/* ---- Truncation and the draw ------------------------------------------------------------------------- */
+static void swap(candidate *a, candidate *b) {
+    candidate t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Moves the shortest prefix of c[0..n) in by_logit_desc order whose weight reaches `want` to the
+ * front and returns its length (n when all of it falls short, by rounding). A quickselect that
+ * recurses into the side holding the cut, summing weights as it partitions: expected O(n). */
+static int32_t select_mass(candidate *c, int32_t n, double want) {
+    int32_t lo = 0, hi = n;
+    double acc = 0; /* the weight of c[0..lo), all in the prefix */
+    while (hi - lo > 32) {
+        swap(&c[lo + (hi - lo) / 2], &c[hi - 1]);
+        candidate pivot = c[hi - 1];
+        int32_t store = lo;
+        double mass = 0;
+        for (int32_t i = lo; i < hi - 1; i++)
+            if (by_logit_desc(&c[i], &pivot) < 0) {
+                mass += c[i].w;
+                swap(&c[i], &c[store++]);
             }
+        swap(&c[store], &c[hi - 1]);
+        if (acc + mass >= want) {
+            hi = store;
+        } else if (acc + mass + pivot.w >= want) {
+            return store + 1;
+        } else {
+            acc += mass + pivot.w;
+            lo = store + 1;
         }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
     }
-}
-
-/* Top-p over c[0..n) (weights summing to `total`): sorts the head and returns how many to keep. */
-static int32_t top_p_keep(candidate *c, int32_t n, double total, double top_p) {
-    int32_t head = n > 512 ? 256 : n;
-    for (;;) {
-        if (head < n) select_top_k(c, n, head);
-        qsort(c, (size_t)head, sizeof *c, by_logit_desc);
-        double cum = 0, want = top_p * total;
-        for (int32_t i = 0; i < head; i++) {
-            cum += c[i].w;
-            if (cum >= want) return i + 1;
-        }
-        if (head == n) return n; /* rounding: the whole mass fell short of top_p * total */
-        head = n;                /* the 256 most likely did not reach p: sort everything */
+    qsort(c + lo, (size_t)(hi - lo), sizeof *c, by_logit_desc);
+    for (int32_t i = lo; i < hi; i++) {
+        acc += c[i].w;
+        if (acc >= want) return i + 1;
     }
+    return hi;
 }
 
-static int by_shift(const void *a, const void *b) {
-    const typical_item *x = a, *y = b;
-    if (x->shift != y->shift) return x->shift < y->shift ? -1 : 1;
-    return x->at < y->at ? -1 : x->at > y->at;
-}
-
-/* Typical-p over c[0..n) (weights summing to `total`): moves the kept candidates, most typical
- * first, to the front and returns how many. items: [n] scratch. */
-static int32_t typical_keep(candidate *c, int32_t n, double total, double mass, typical_item *items) {
+/* Typical-p over c[0..n) (weights summing to `total`): keeps the most typical (smallest
+ * |-log q - H|) whose mass reaches `mass`; returns how many, moved to the front. */
+static int32_t typical_keep(candidate *c, int32_t n, double total, double mass) {
     double h = 0;
     for (int32_t i = 0; i < n; i++) {
         double q = c[i].w / total;
         if (q > 0) h -= q * log(q);
     }
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t i = 0; i < n; i++) { /* the sort key: descending logit = ascending shift */
         double q = c[i].w / total;
-        items[i] = (typical_item){q > 0 ? fabs(-log(q) - h) : INFINITY, i};
+        c[i].logit = q > 0 ? (float)-fabs(-log(q) - h) : -INFINITY;
     }
-    qsort(items, (size_t)n, sizeof *items, by_shift);
-    double cum = 0, want = mass * total;
-    int32_t keep = n;
-    for (int32_t i = 0; i < n; i++) {
-        cum += c[items[i].at].w;
-        if (cum >= want) {
-            keep = i + 1;
-            break;
-        }
+    return select_mass(c, n, mass * total);
+}
+
+/* A draw from w[0..n) (summing to total): whole blocks of 64 are skipped by their sum, then the
+ * block holding the draw is scanned. */
+static int32_t draw_weights(sampler *s, const float *w, int32_t n, double total) {
+    double r = sampler_rng_uniform(&s->rng) * total, cum = 0;
+    int32_t last = 0, i = 0;
+    for (; i + 64 <= n; i += 64) {
+        double block = sampler_sum(w + i, 64);
+        if (cum + block > r) break;
+        cum += block;
+        if (block > 0) last = i; /* a block with weight: the fallback looks there */
     }
-    /* move the kept candidates to the front (their ids and weights are all the draw needs) */
-    for (int32_t i = 0; i < keep; i++) {
-        candidate t = c[items[i].at];
-        items[i].shift = t.w;
-        items[i].at = t.id;
+    for (; i < n; i++) {
+        if (w[i] <= 0) continue;
+        cum += w[i];
+        last = i;
+        if (r < cum) return i;
     }
-    for (int32_t i = 0; i < keep; i++) c[i] = (candidate){items[i].at, 0, (float)items[i].shift};
-    return keep;
+    while (last + 1 < n && w[last] <= 0) last++; /* rounding put r past the end: a token with weight */
+    return last;
 }
 
 static int32_t draw(sampler *s, const float *x) {
     const sampler_params *p = &s->params;
     candidate *c = s->cand;
-    int32_t n = s->n_vocab;
-    float max = -INFINITY;
-    for (int32_t i = 0; i < n; i++) {
-        float v = isnan(x[i]) ? -INFINITY : x[i];
-        c[i] = (candidate){i, v, 0};
-        max = v > max ? v : max;
-    }
-    if (p->top_k > 0 && p->top_k < n) {
-        select_top_k(c, n, p->top_k);
+    int32_t n_vocab = s->n_vocab, n;
+    float max = x[sampler_argmax(x, n_vocab)], inv_t = 1.0f / p->temperature;
+    if (isnan(max)) max = -INFINITY;
+    bool typical = p->typical_p > 0 && p->typical_p < 1;
+    double total = 0;
+    if (p->top_k > 0 && p->top_k < n_vocab) { /* step 7 first: it only ranks, so it commutes with step 6 */
         n = p->top_k;
+        sampler_top_k(x, n_vocab, n, c);
+        for (int32_t i = 0; i < n; i++) /* the max gets 1 explicitly: inf - inf would be NaN */
+            total += c[i].w = c[i].logit == max ? 1.0f : isinf(max) ? 0.0f : expf((c[i].logit - max) * inv_t);
+    } else {
+        float *w = s->wbuf;
+        if (isinf(max)) {
+            for (int32_t i = 0; i < n_vocab; i++) total += w[i] = x[i] == max ? 1.0f : 0.0f;
+        } else {
+            total = sampler_exp_weights(x, n_vocab, max, inv_t, w);
+        }
+        if (total <= 0) return sampler_argmax(x, n_vocab); /* all NaN */
+        if (p->top_p >= 1 && p->min_p <= 0 && !typical) return draw_weights(s, w, n_vocab, total);
+        /* Candidates: min-p's survivors, or for top-p those above 1e-4 of the max when they already
+         * hold top_p of the mass (the prefix top-p keeps then lies among them). */
+        float floor = p->min_p > 0 ? p->min_p : 0;
+        if (p->top_p < 1 && floor < 1e-4f) {
+            double above = 0;
+            for (int32_t i = 0; i < n_vocab; i++) above += w[i] >= 1e-4f ? w[i] : 0;
+            if (above >= p->top_p * total) floor = 1e-4f;
+        }
+        n = 0;
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (w[i] > 0 && w[i] >= floor) c[n++] = (candidate){i, x[i], w[i]};
     }
-    /* the max gets weight 1 explicitly: if it is +inf, inf - inf would make every weight NaN */
-    double total = 0, inv_t = 1.0 / p->temperature;
-    for (int32_t i = 0; i < n; i++)
-        total += (c[i].w = c[i].logit == max ? 1.0f : (float)exp(((double)c[i].logit - max) * inv_t));
-    if (p->top_p < 1) {
-        n = top_p_keep(c, n, total, p->top_p);
+    if (p->top_p < 1) { /* step 8 */
+        n = select_mass(c, n, p->top_p * total);
         total = 0;
         for (int32_t i = 0; i < n; i++) total += c[i].w;
     }
-    if (p->min_p > 0) { /* relative to the max's weight, 1; order is kept */
+    if (p->min_p > 0) { /* step 9: relative to the max's weight, 1 */
         int32_t keep = 0;
         total = 0;
         for (int32_t i = 0; i < n; i++)
@@ -373,8 +350,8 @@ static int32_t draw(sampler *s, const float *x) {
             }
         n = keep;
     }
-    if (p->typical_p > 0 && p->typical_p < 1 && n > 1) {
-        n = typical_keep(c, n, total, p->typical_p, s->typical);
+    if (typical && n > 1) { /* step 10 */
+        n = typical_keep(c, n, total, p->typical_p);
         total = 0;
         for (int32_t i = 0; i < n; i++) total += c[i].w;
     }
@@ -392,7 +369,7 @@ int32_t sampler_sample(sampler *s, const float *logits) {
     const float *x = apply_bias_and_penalties(s, logits);
     logprob_norm z = {0};
     if (s->lp_on) logprobs_prepare(s, x, &z);
-    int32_t token = s->params.temperature == 0 ? argmax(x, s->n_vocab) : draw(s, x);
+    int32_t token = s->params.temperature == 0 ? sampler_argmax(x, s->n_vocab) : draw(s, x);
     if (s->lp_on) {
         s->last.token = token;
         s->last.logprob = logprob_of(&z, x[token]);
