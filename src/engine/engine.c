@@ -374,7 +374,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
             pm->run_seqs[i] = (runner_seq){
                 .tokens = s->tokens, .n_computed = s->n_computed, .n_new = out.items[i].n_tokens,
                 .blocks = kv_block_table_ids(&s->table), .n_blocks = kv_block_table_n_blocks(&s->table),
-                .wants_logits = s->n_computed + out.items[i].n_tokens == s->n_tokens,
+                .wants_logits = s->n_computed + out.items[i].n_tokens == s->n_tokens, .n_prompt = s->n_prompt,
             };
         }
         const float *logits;

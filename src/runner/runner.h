@@ -24,6 +24,8 @@ typedef struct runner_seq {
     const int32_t *blocks;  /* [n_blocks] its block table */
     int32_t n_blocks;
     bool wants_logits;      /* return logits for its last new position */
+    int32_t n_prompt;       /* positions below are prompt tokens, the rest generated: the matmul kernel
+                               is chosen per token from this, so results do not depend on the batch */
 } runner_seq;
 
 typedef struct runner runner;
