@@ -21,9 +21,9 @@ struct sampler {
     sampler_params params;
     pagoda_logit_bias *bias; /* [params.n_logit_bias] owned copy */
     int32_t n_vocab;
-    candidate *cand;         /* [n_vocab] scratch */
+    candidate *cand;         /* [n_vocab] scratch; NULL for plain greedy (temperature 0, no logprobs) */
     float *work;             /* [n_vocab] logits after bias and penalties; NULL when neither is on */
-    float *wbuf;             /* [n_vocab] exp weights of the row */
+    float *wbuf;             /* [n_vocab] exp weights of the row; NULL like cand */
     bool rep_on, count_on;   /* repetition penalty; presence/frequency penalties */
     uint8_t *seen;           /* [n_vocab] rep_on: 1 if in prompt or output */
     int32_t *seen_list;      /* [n_vocab] rep_on: the distinct tokens seen, n_seen of them */
@@ -108,7 +108,8 @@ pagoda_status sampler_init(const sampler_params *params, int32_t n_vocab, sample
     s->rep_on = params->repetition_penalty != 0 && params->repetition_penalty != 1;
     s->count_on = params->presence_penalty != 0 || params->frequency_penalty != 0;
     s->lp_on = params->logprobs || params->top_logprobs > 0;
-    bool ok = (s->cand = malloc((size_t)n_vocab * sizeof *s->cand)) != NULL;
+    bool scratch = params->temperature > 0 || s->lp_on; /* plain greedy needs no scratch rows */
+    bool ok = !scratch || (s->cand = malloc((size_t)n_vocab * sizeof *s->cand)) != NULL;
     if (ok && params->n_logit_bias) {
         ok = (s->bias = malloc(params->n_logit_bias * sizeof *s->bias)) != NULL;
         if (ok) memcpy(s->bias, params->logit_bias, params->n_logit_bias * sizeof *s->bias);
@@ -121,7 +122,7 @@ pagoda_status sampler_init(const sampler_params *params, int32_t n_vocab, sample
     if (ok && s->count_on)
         ok = (s->count = calloc((size_t)n_vocab, sizeof *s->count)) &&
              (s->out_list = malloc((size_t)n_vocab * sizeof(int32_t)));
-    if (ok) ok = (s->wbuf = malloc((size_t)n_vocab * sizeof *s->wbuf)) != NULL;
+    if (ok && scratch) ok = (s->wbuf = malloc((size_t)n_vocab * sizeof *s->wbuf)) != NULL;
     if (!ok) {
         sampler_free(s);
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the sampler");
