@@ -101,9 +101,10 @@ $(CUDA_BUILD)/src/core/error.o: src/core/error.c
 $(CUDA_BUILD)/libpagoda_cuda.so: $(CUDA_OBJS) $(CUDA_BUILD)/src/core/error.o
 	$(NVCC) $(CUDA_ARCH) -shared -o $@ $^ -lcudart
 
-$(CUDA_BUILD)/dev/%: dev/cuda/%.cu $(CUDA_OBJS) $(CUDA_BUILD)/src/core/error.o $(CUDA_HDRS)
+# A dev program #includes the src/backend/cuda/*.cu it develops (so the two cannot drift apart).
+$(CUDA_BUILD)/dev/%: dev/cuda/%.cu $(CUDA_SRCS) $(CUDA_HDRS)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(CUDA_OBJS) $(CUDA_BUILD)/src/core/error.o
+	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 else
 cuda:
 	@echo "nvcc not found: skipping the CUDA backend"

@@ -38,6 +38,8 @@ struct fwd_params {
 
 /* The kv tile (keys per iteration) of the forward kernels: split_chunk is a multiple of it. */
 enum { FLASH_FWD_BLOCK_N = 64 };
+/* At most this many packed rows per sequence: the decode configuration (64 rows per CTA). */
+enum { FLASH_FWD_ROWS_SMALL = 64 };
 
 /* Launches the forward (and, when n_splits > 1, the combine). Returns the launch error. */
 cudaError_t flash_fwd_launch(const fwd_params &p, cudaStream_t stream);

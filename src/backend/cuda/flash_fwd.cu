@@ -24,16 +24,16 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
-template <typename T, int D, int NW, int BN, bool PAGED>
+template <typename T, int D, int NW, int MT, int BN, int STAGES, bool PAGED>
 __global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(const fwd_params p) {
-    constexpr int BM = NW * 16;
-    constexpr int LD = D + 8; /* padded smem row (elements) */
+    constexpr int BM = NW * MT * 16; /* rows per CTA: each warp owns MT m16 tiles */
+    constexpr int LD = D + 8;        /* padded smem row (elements) */
     constexpr int NT = NW * 32;
     constexpr int CH = D / 8; /* 16-byte chunks per row */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw); /* [BM][LD] */
-    T *sK = sQ + BM * LD;                     /* [2][BN][LD] */
-    T *sV = sK + 2 * BN * LD;                 /* [2][BN][LD] */
+    T *sK = sQ + BM * LD;                     /* [STAGES][BN][LD] */
+    T *sV = sK + STAGES * BN * LD;            /* [STAGES][BN][LD] */
 
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int kh = blockIdx.y;
@@ -83,146 +83,171 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(const fwd_params p) 
             cp_async16(smem_u32(dv + jj * LD + ch * 8), vg + off, ok);
         }
     };
-    if (n_tiles > 0) load_kv(lo, 0);
-    cp_async_commit();
-
-    const int wr0 = r0 + w * 16;
-    const bool warp_active = wr0 < n_rows;
-    int lim[2];
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) lim[rr] = p.causal ? (wr0 + g + 8 * rr) / G + diag : 0x7fffffff;
+    for (int st = 0; st < STAGES - 1; st++) {
+        if (st < n_tiles) load_kv(lo + st * BN, st);
+        cp_async_commit();
+    }
+
+    const int wr0 = r0 + w * MT * 16; /* first row of this warp */
+    const bool warp_active = wr0 < n_rows;
+    int lim[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) lim[mt][rr] = p.causal ? (wr0 + mt * 16 + g + 8 * rr) / G + diag : 0x7fffffff;
     const int warp_min_lim = p.causal ? wr0 / G + diag : 0x7fffffff;
 
-    float o[D / 8][4];
+    float o[MT][D / 8][4];
 #pragma unroll
-    for (int d = 0; d < D / 8; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int d = 0; d < D / 8; d++) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.f;
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.f;
 
     for (int it = 0; it < n_tiles; it++) {
-        const int n0 = lo + it * BN, buf = it & 1;
-        if (it + 1 < n_tiles) {
-            load_kv(n0 + BN, buf ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+        const int n0 = lo + it * BN, buf = it % STAGES;
+        cp_async_wait<STAGES - 2>();
         __syncthreads();
-        if (warp_active) {
-            const T *kb = sK + buf * BN * LD, *vb = sV + buf * BN * LD;
-            float s[BN / 8][4];
+        if (it + STAGES - 1 < n_tiles) load_kv(n0 + (STAGES - 1) * BN, (it + STAGES - 1) % STAGES);
+        cp_async_commit();
+        if (!warp_active) continue;
+        const T *kb = sK + buf * BN * LD, *vb = sV + buf * BN * LD;
+        float s[MT][BN / 8][4];
 #pragma unroll
-            for (int n = 0; n < BN / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t a[4];
-                ldmatrix_x4(a, smem_u32(sQ + (w * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8));
+            for (int n = 0; n < BN / 8; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
 #pragma unroll
-                for (int nn = 0; nn < BN / 16; nn++) {
-                    uint32_t b[4];
-                    ldmatrix_x4(b, smem_u32(kb + (nn * 16 + (lane >> 4) * 8 + (lane & 7)) * LD + kk * 16 +
-                                            ((lane >> 3) & 1) * 8));
-                    mma16816<T>(s[2 * nn], a, b[0], b[1]);
-                    mma16816<T>(s[2 * nn + 1], a, b[2], b[3]);
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                ldmatrix_x4(a[mt], smem_u32(sQ + (w * MT * 16 + mt * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8));
+#pragma unroll
+            for (int nn = 0; nn < BN / 16; nn++) {
+                uint32_t b[4];
+                ldmatrix_x4(b, smem_u32(kb + (nn * 16 + (lane >> 4) * 8 + (lane & 7)) * LD + kk * 16 +
+                                        ((lane >> 3) & 1) * 8));
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816<T>(s[mt][2 * nn], a[mt], b[0], b[1]);
+                    mma16816<T>(s[mt][2 * nn + 1], a[mt], b[2], b[3]);
                 }
             }
-            if (n0 + BN > hi || n0 + BN - 1 > warp_min_lim) {
+        }
+        if (n0 + BN > hi || n0 + BN - 1 > warp_min_lim) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int n = 0; n < BN / 8; n++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         int j = n0 + n * 8 + 2 * t + (e & 1);
-                        if (j >= hi || j > lim[e >> 1]) s[n][e] = -INFINITY;
+                        if (j >= hi || j > lim[mt][e >> 1]) s[mt][n][e] = -INFINITY;
                     }
-            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int rr = 0; rr < 2; rr++) {
                 float mx = -INFINITY;
 #pragma unroll
-                for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[n][2 * rr], s[n][2 * rr + 1]));
+                for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[mt][n][2 * rr], s[mt][n][2 * rr + 1]));
                 mx = quad_max(mx) * p.scale_log2;
-                const float m_new = fmaxf(m[rr], mx);
+                const float m_new = fmaxf(m[mt][rr], mx);
                 const float m_use = m_new == -INFINITY ? 0.f : m_new;
-                const float alpha = fast_exp2(m[rr] - m_use);
-                m[rr] = m_new;
-                l[rr] *= alpha;
+                const float alpha = fast_exp2(m[mt][rr] - m_use);
+                m[mt][rr] = m_new;
+                l[mt][rr] *= alpha;
 #pragma unroll
                 for (int d = 0; d < D / 8; d++) {
-                    o[d][2 * rr] *= alpha;
-                    o[d][2 * rr + 1] *= alpha;
+                    o[mt][d][2 * rr] *= alpha;
+                    o[mt][d][2 * rr + 1] *= alpha;
                 }
                 float ls = 0.f;
 #pragma unroll
                 for (int n = 0; n < BN / 8; n++) {
-                    float p0 = fast_exp2(fmaf(s[n][2 * rr], p.scale_log2, -m_use));
-                    float p1 = fast_exp2(fmaf(s[n][2 * rr + 1], p.scale_log2, -m_use));
+                    float p0 = fast_exp2(fmaf(s[mt][n][2 * rr], p.scale_log2, -m_use));
+                    float p1 = fast_exp2(fmaf(s[mt][n][2 * rr + 1], p.scale_log2, -m_use));
                     ls += p0 + p1;
-                    s[n][2 * rr] = p0;
-                    s[n][2 * rr + 1] = p1;
+                    s[mt][n][2 * rr] = p0;
+                    s[mt][n][2 * rr + 1] = p1;
                 }
-                l[rr] += ls;
+                l[mt][rr] += ls;
             }
-            if (!PAGED && p.dropout) {
+        if (!PAGED && p.dropout) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int rr = 0; rr < 2; rr++) {
-                    const int r = wr0 + g + 8 * rr;
+                    const int r = wr0 + mt * 16 + g + 8 * rr;
                     const int qrow = q0 + r / G, h = kh * G + r % G;
 #pragma unroll
                     for (int n = 0; n < BN / 8; n++) {
                         const int j = n0 + n * 8 + 2 * t;
                         uint4 wv = dropout_words(p.drop, h, qrow, j);
                         uint32_t w0 = (j & 3) ? wv.z : wv.x, w1 = (j & 3) ? wv.w : wv.y;
-                        s[n][2 * rr] = w0 < p.drop.threshold ? s[n][2 * rr] * p.rp_keep : 0.f;
-                        s[n][2 * rr + 1] = w1 < p.drop.threshold ? s[n][2 * rr + 1] * p.rp_keep : 0.f;
+                        s[mt][n][2 * rr] = w0 < p.drop.threshold ? s[mt][n][2 * rr] * p.rp_keep : 0.f;
+                        s[mt][n][2 * rr + 1] = w1 < p.drop.threshold ? s[mt][n][2 * rr + 1] * p.rp_keep : 0.f;
                     }
                 }
+        }
+#pragma unroll
+        for (int kt = 0; kt < BN / 16; kt++) {
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                a[mt][0] = elem<T>::pack2(s[mt][2 * kt][0], s[mt][2 * kt][1]);
+                a[mt][1] = elem<T>::pack2(s[mt][2 * kt][2], s[mt][2 * kt][3]);
+                a[mt][2] = elem<T>::pack2(s[mt][2 * kt + 1][0], s[mt][2 * kt + 1][1]);
+                a[mt][3] = elem<T>::pack2(s[mt][2 * kt + 1][2], s[mt][2 * kt + 1][3]);
             }
 #pragma unroll
-            for (int kt = 0; kt < BN / 16; kt++) {
-                uint32_t a[4];
-                a[0] = elem<T>::pack2(s[2 * kt][0], s[2 * kt][1]);
-                a[1] = elem<T>::pack2(s[2 * kt][2], s[2 * kt][3]);
-                a[2] = elem<T>::pack2(s[2 * kt + 1][0], s[2 * kt + 1][1]);
-                a[3] = elem<T>::pack2(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+            for (int dn = 0; dn < D / 16; dn++) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, smem_u32(vb + (kt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + dn * 16 +
+                                              (lane >> 4) * 8));
 #pragma unroll
-                for (int dn = 0; dn < D / 16; dn++) {
-                    uint32_t b[4];
-                    ldmatrix_x4_trans(b, smem_u32(vb + (kt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD +
-                                                  dn * 16 + (lane >> 4) * 8));
-                    mma16816<T>(o[2 * dn], a, b[0], b[1]);
-                    mma16816<T>(o[2 * dn + 1], a, b[2], b[3]);
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816<T>(o[mt][2 * dn], a[mt], b[0], b[1]);
+                    mma16816<T>(o[mt][2 * dn + 1], a[mt], b[2], b[3]);
                 }
             }
         }
-        __syncthreads();
     }
     cp_async_wait<0>();
     if (!warp_active) return;
 
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-        const float lsum = quad_sum(l[rr]);
-        const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-        const float lse = lsum > 0.f ? m[rr] * 0.69314718055994531f + logf(lsum)
-                                     : (p.n_splits > 1 ? -INFINITY : INFINITY);
-        const int r = wr0 + g + 8 * rr;
-        if (r >= n_rows) continue;
-        const int qrow = q0 + r / G, h = kh * G + r % G;
-        if (p.n_splits == 1) {
-            T *og = static_cast<T *>(p.o) + ((int64_t)qrow * p.n_head + h) * D + 2 * t;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int d = 0; d < D / 8; d++)
-                *reinterpret_cast<uint32_t *>(og + d * 8) =
-                    elem<T>::pack2(o[d][2 * rr] * inv, o[d][2 * rr + 1] * inv);
-            if (t == 0 && p.lse) p.lse[(int64_t)h * p.total_q + qrow] = lse;
-        } else {
-            float *og = p.o_part + (((int64_t)split * p.total_q + qrow) * p.n_head + h) * D + 2 * t;
+        for (int rr = 0; rr < 2; rr++) {
+            const float lsum = quad_sum(l[mt][rr]);
+            const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+            const float lse = lsum > 0.f ? m[mt][rr] * 0.69314718055994531f + logf(lsum)
+                                         : (p.n_splits > 1 ? -INFINITY : INFINITY);
+            const int r = wr0 + mt * 16 + g + 8 * rr;
+            if (r >= n_rows) continue;
+            const int qrow = q0 + r / G, h = kh * G + r % G;
+            if (p.n_splits == 1) {
+                T *og = static_cast<T *>(p.o) + ((int64_t)qrow * p.n_head + h) * D + 2 * t;
 #pragma unroll
-            for (int d = 0; d < D / 8; d++)
-                *reinterpret_cast<float2 *>(og + d * 8) = make_float2(o[d][2 * rr] * inv, o[d][2 * rr + 1] * inv);
-            if (t == 0) p.lse_part[((int64_t)split * p.n_head + h) * p.total_q + qrow] = lse;
+                for (int d = 0; d < D / 8; d++)
+                    *reinterpret_cast<uint32_t *>(og + d * 8) =
+                        elem<T>::pack2(o[mt][d][2 * rr] * inv, o[mt][d][2 * rr + 1] * inv);
+                if (t == 0 && p.lse) p.lse[(int64_t)h * p.total_q + qrow] = lse;
+            } else {
+                float *og = p.o_part + (((int64_t)split * p.total_q + qrow) * p.n_head + h) * D + 2 * t;
+#pragma unroll
+                for (int d = 0; d < D / 8; d++)
+                    *reinterpret_cast<float2 *>(og + d * 8) =
+                        make_float2(o[mt][d][2 * rr] * inv, o[mt][d][2 * rr + 1] * inv);
+                if (t == 0) p.lse_part[((int64_t)split * p.n_head + h) * p.total_q + qrow] = lse;
+            }
         }
-    }
 }
 
 /* Merges the n_splits partial rows of one (query row, head) per warp: out = sum_s w_s O_s / sum_s w_s
@@ -269,11 +294,11 @@ __global__ void flash_combine_kernel(const fwd_params p) {
     if (lane == 0 && p.lse) p.lse[(int64_t)h * p.total_q + qrow] = wsum > 0.f ? mx + logf(wsum) : INFINITY;
 }
 
-template <typename T, int D, int NW, bool PAGED>
+template <typename T, int D, int NW, int MT, int BN, int STAGES, bool PAGED>
 static cudaError_t launch_cfg(const fwd_params &p, cudaStream_t stream) {
-    constexpr int BN = FLASH_FWD_BLOCK_N, BM = NW * 16, LD = D + 8;
-    const size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(T);
-    auto kern = flash_fwd_kernel<T, D, NW, BN, PAGED>;
+    constexpr int BM = NW * MT * 16, LD = D + 8;
+    const size_t smem = (size_t)(BM + 2 * STAGES * BN) * LD * sizeof(T);
+    auto kern = flash_fwd_kernel<T, D, NW, MT, BN, STAGES, PAGED>;
     cudaError_t err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (err != cudaSuccess) return err;
     dim3 grid((p.max_rows + BM - 1) / BM, p.n_kv_head, p.batch * p.n_splits);
@@ -285,11 +310,14 @@ static cudaError_t launch_cfg(const fwd_params &p, cudaStream_t stream) {
     return cudaGetLastError();
 }
 
+/* Configurations (see FLASH_FWD_ROWS_SMALL): many rows per sequence (prefill): 4 warps x 32 rows,
+ * 64-key tiles, 2 stages; few rows (decode, short chunks): 4 warps x 16 rows, 32-key tiles,
+ * 4 stages, so more bytes are in flight for the memory-bound case. */
 template <typename T, int D>
 static cudaError_t launch_dim(const fwd_params &p, cudaStream_t stream) {
-    const bool paged = p.block_tables != nullptr, small = p.max_rows <= 64;
-    if (paged) return small ? launch_cfg<T, D, 4, true>(p, stream) : launch_cfg<T, D, 8, true>(p, stream);
-    return small ? launch_cfg<T, D, 4, false>(p, stream) : launch_cfg<T, D, 8, false>(p, stream);
+    const bool paged = p.block_tables != nullptr, small = p.max_rows <= FLASH_FWD_ROWS_SMALL;
+    if (paged) return small ? launch_cfg<T, D, 4, 1, 32, 4, true>(p, stream) : launch_cfg<T, D, 4, 2, 64, 2, true>(p, stream);
+    return small ? launch_cfg<T, D, 4, 1, 32, 4, false>(p, stream) : launch_cfg<T, D, 4, 2, 64, 2, false>(p, stream);
 }
 
 cudaError_t flash_fwd_launch(const fwd_params &p, cudaStream_t stream) {
