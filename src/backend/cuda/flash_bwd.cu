@@ -11,7 +11,8 @@
  *        dS^T -> shared memory, dQ_tile = dS K, atomically added to dq_accum (fp32)
  *      GQA needs no atomics for dK/dV: the group's heads are summed in registers.
  *   3. flash_bwd_post_kernel: dq = dq_accum * scale, converted to bf16/fp16.
- * Not here: pipelined (cp.async double-buffered) Q/dO tiles, wgmma; see docs/CUDA.md.
+ * The next step's Q/dO tiles load by cp.async into a second buffer during this step's math.
+ * Not here: wgmma; see docs/CUDA.md.
  */
 #include <math.h>
 
@@ -58,11 +59,11 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const bwd_params p) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw); /* [BN][LD] */
     T *sV = sK + BN * LD;                     /* [BN][LD] */
-    T *sQ = sV + BN * LD;                     /* [BM][LD] */
-    T *sdO = sQ + BM * LD;                    /* [BM][LD] */
-    T *sdS = sdO + BM * LD;                   /* [BN][LDS]: dS^T */
-    float *sLse = reinterpret_cast<float *>(sdS + BN * LDS); /* [BM], times log2(e) */
-    float *sDelta = sLse + BM;                               /* [BM] */
+    T *sQ0 = sV + BN * LD;                    /* [2][BM][LD] (double-buffered) */
+    T *sdO0 = sQ0 + 2 * BM * LD;              /* [2][BM][LD] */
+    T *sdS = sdO0 + 2 * BM * LD;              /* [BN][LDS]: dS^T */
+    float *sLse0 = reinterpret_cast<float *>(sdS + BN * LDS); /* [2][BM], times log2(e) */
+    float *sDelta0 = sLse0 + 2 * BM;                          /* [2][BM] */
 
     const fwd_params &f = p.f;
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -96,24 +97,36 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const bwd_params p) {
     const float log2e = 1.4426950408889634f;
     const int jrow[2] = {n0 + w * 16 + g, n0 + w * 16 + g + 8};
 
-    for (int hg = 0; hg < G; hg++) {
-        const int h = kh * G + hg;
-        for (int m0 = m_start; m0 < n_q; m0 += BM) {
-            for (int c = tid; c < BM * CH; c += NT) {
-                int rr = c / CH, ch = c % CH, i = m0 + rr;
-                bool ok = i < n_q;
-                int64_t off = ((int64_t)(q0 + (ok ? i : 0)) * f.n_head + h) * D + ch * 8;
-                cp_async16(smem_u32(sQ + rr * LD + ch * 8), qg + off, ok);
-                cp_async16(smem_u32(sdO + rr * LD + ch * 8), dog + off, ok);
-            }
+    /* the (head of the group, query tile) steps, flattened so the next step's Q, dO, lse and delta
+     * load (cp.async into the other buffer) while this one computes */
+    const int n_mt = m_start < n_q ? (n_q - m_start + BM - 1) / BM : 0, n_steps = G * n_mt;
+    auto load_step = [&](int step, int buf) {
+        const int h = kh * G + step / n_mt, m0 = m_start + (step % n_mt) * BM;
+        T *dq_s = sQ0 + buf * BM * LD, *ddo_s = sdO0 + buf * BM * LD;
+        for (int c = tid; c < BM * CH; c += NT) {
+            int rr = c / CH, ch = c % CH, i = m0 + rr;
+            bool ok = i < n_q;
+            int64_t off = ((int64_t)(q0 + (ok ? i : 0)) * f.n_head + h) * D + ch * 8;
+            cp_async16(smem_u32(dq_s + rr * LD + ch * 8), qg + off, ok);
+            cp_async16(smem_u32(ddo_s + rr * LD + ch * 8), dog + off, ok);
+        }
+        for (int rr = tid; rr < BM; rr += NT) {
+            int i = m0 + rr;
+            bool ok = i < n_q;
+            sLse0[buf * BM + rr] = ok ? f.lse[(int64_t)h * f.total_q + q0 + i] * log2e : INFINITY;
+            sDelta0[buf * BM + rr] = ok ? p.delta[(int64_t)h * f.total_q + q0 + i] : 0.f;
+        }
+    };
+    if (n_steps > 0) load_step(0, 0);
+    cp_async_commit();
+    for (int step = 0; step < n_steps; step++) {
+        const int buf = step & 1, h = kh * G + step / n_mt, m0 = m_start + (step % n_mt) * BM;
+        T *sQ = sQ0 + buf * BM * LD, *sdO = sdO0 + buf * BM * LD;
+        float *sLse = sLse0 + buf * BM, *sDelta = sDelta0 + buf * BM;
+        {
+            if (step + 1 < n_steps) load_step(step + 1, buf ^ 1);
             cp_async_commit();
-            for (int rr = tid; rr < BM; rr += NT) {
-                int i = m0 + rr;
-                bool ok = i < n_q;
-                sLse[rr] = ok ? f.lse[(int64_t)h * f.total_q + q0 + i] * log2e : INFINITY;
-                sDelta[rr] = ok ? p.delta[(int64_t)h * f.total_q + q0 + i] : 0.f;
-            }
-            cp_async_wait<0>();
+            cp_async_wait<1>();
             __syncthreads();
 
             float st[BM / 8][4], dpt[BM / 8][4];
@@ -236,8 +249,8 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const bwd_params p) {
 template <typename T, int D, int BM>
 static cudaError_t bwd_launch_t(const bwd_params &p, cudaStream_t stream) {
     constexpr int BN = 64, LD = D + 8;
-    const size_t smem = (size_t)(2 * BN + 2 * BM) * LD * sizeof(T) + (size_t)BN * (BM + 8) * sizeof(T) +
-                        2 * BM * sizeof(float);
+    const size_t smem = (size_t)(2 * BN + 4 * BM) * LD * sizeof(T) + (size_t)BN * (BM + 8) * sizeof(T) +
+                        4 * BM * sizeof(float);
     const int warps = p.f.total_q * p.f.n_head;
     if (warps > 0) flash_bwd_pre_kernel<T, D><<<(warps + 7) / 8, 256, 0, stream>>>(p);
     auto kern = flash_bwd_kernel<T, D, BM>;

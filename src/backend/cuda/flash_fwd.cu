@@ -9,6 +9,8 @@
  *     length, split end), online softmax in fp32 registers (exp2 with scale * log2 e folded in),
  *     optional Philox dropout, P re-packed to bf16/fp16 A fragments in registers, O += P V
  *     (V through ldmatrix.trans);
+ *     (dropout is a separate instantiation, so the common path carries none of its registers);
+ *   - causal grids run the last (longest) row tiles first;
  *   - epilogue: O / l and lse = m ln 2 + ln l; with split-KV, fp32 partials + lse per split and
  *     flash_combine_kernel merges them weighting each by exp(lse_s - max lse).
  * Rows of shared memory are padded by 16 bytes so ldmatrix is free of bank conflicts.
@@ -24,7 +26,7 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
-template <typename T, int D, int NW, int MT, int BN, int STAGES, bool PAGED>
+template <typename T, int D, int NW, int MT, int BN, int STAGES, bool PAGED, bool DROPOUT>
 __global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(const fwd_params p) {
     constexpr int BM = NW * MT * 16; /* rows per CTA: each warp owns MT m16 tiles */
     constexpr int LD = D + 8;        /* padded smem row (elements) */
@@ -46,7 +48,9 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(const fwd_params p) 
         k0 = p.cu_k[seq];
         n_k = p.cu_k[seq + 1] - k0;
     }
-    const int G = p.group, n_rows = n_q * G, r0 = blockIdx.x * BM;
+    /* causal: the CTAs with the most keys (last row tiles) start first, so the tail is short */
+    const int tile = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int G = p.group, n_rows = n_q * G, r0 = tile * BM;
     if (r0 >= n_rows) return;
     const int diag = n_k - n_q; /* token i sees keys 0 .. i + diag */
     int kv_end = n_k;
@@ -145,7 +149,7 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(const fwd_params p) 
                 for (int n = 0; n < BN / 8; n++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
-                        int j = n0 + n * 8 + 2 * t + (e & 1);
+                        const int j = n0 + n * 8 + 2 * t + (e & 1);
                         if (j >= hi || j > lim[mt][e >> 1]) s[mt][n][e] = -INFINITY;
                     }
         }
@@ -178,7 +182,7 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(const fwd_params p) 
                 }
                 l[mt][rr] += ls;
             }
-        if (!PAGED && p.dropout) {
+        if (DROPOUT) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -294,11 +298,11 @@ __global__ void flash_combine_kernel(const fwd_params p) {
     if (lane == 0 && p.lse) p.lse[(int64_t)h * p.total_q + qrow] = wsum > 0.f ? mx + logf(wsum) : INFINITY;
 }
 
-template <typename T, int D, int NW, int MT, int BN, int STAGES, bool PAGED>
+template <typename T, int D, int NW, int MT, int BN, int STAGES, bool PAGED, bool DROPOUT = false>
 static cudaError_t launch_cfg(const fwd_params &p, cudaStream_t stream) {
     constexpr int BM = NW * MT * 16, LD = D + 8;
     const size_t smem = (size_t)(BM + 2 * STAGES * BN) * LD * sizeof(T);
-    auto kern = flash_fwd_kernel<T, D, NW, MT, BN, STAGES, PAGED>;
+    auto kern = flash_fwd_kernel<T, D, NW, MT, BN, STAGES, PAGED, DROPOUT>;
     cudaError_t err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (err != cudaSuccess) return err;
     dim3 grid((p.max_rows + BM - 1) / BM, p.n_kv_head, p.batch * p.n_splits);
@@ -317,6 +321,7 @@ template <typename T, int D>
 static cudaError_t launch_dim(const fwd_params &p, cudaStream_t stream) {
     const bool paged = p.block_tables != nullptr, small = p.max_rows <= FLASH_FWD_ROWS_SMALL;
     if (paged) return small ? launch_cfg<T, D, 4, 1, 32, 4, true>(p, stream) : launch_cfg<T, D, 4, 2, 64, 2, true>(p, stream);
+    if (p.dropout) return launch_cfg<T, D, 4, 2, 64, 2, false, true>(p, stream);
     return small ? launch_cfg<T, D, 4, 1, 32, 4, false>(p, stream) : launch_cfg<T, D, 4, 2, 64, 2, false>(p, stream);
 }
 
