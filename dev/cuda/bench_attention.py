@@ -7,7 +7,7 @@ for decode, L2 is flushed before each repeat). Prints the markdown tables of doc
   backward  TFLOP/s = 2.5 x forward FLOPs / time (torch: autograd.grad of its SDPA output)
   decode    effective bandwidth = bytes of K and V read / time, paged (block 16) vs torch on contiguous
             caches, and the device's copy bandwidth (read + write of a 2 GiB buffer) measured here.
-Usage: python3 dev/cuda/bench_attention.py [--quick] [--json PATH]
+Usage: python3 dev/cuda/bench_attention.py [--quick] [--sections fwd,bwd,decode] [--json PATH]
 """
 import argparse
 import json
@@ -157,6 +157,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--sections", default="fwd,bwd,decode", help="comma-separated subset of fwd,bwd,decode")
     args = ap.parse_args()
     FLUSH = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
     props = torch.cuda.get_device_properties(0)
@@ -165,6 +166,7 @@ def main():
     res = {"device": props.name, "torch": torch.__version__, "fwd": [], "bwd": [], "decode": []}
     reps = 10 if args.quick else 20
 
+    sections = args.sections.split(",")
     print("\n### Forward (TFLOP/s; ratio = pagoda / peer)\n")
     print("| dtype | B x H x S, D | causal | pagoda | torch flash (FA2) | torch cuDNN | vs FA2 | vs cuDNN |")
     print("|---|---|---|---|---|---|---|---|")
@@ -173,6 +175,8 @@ def main():
                   (torch.bfloat16, 2, 32, 8192, 64, True)]
     if args.quick:
         fwd_shapes = fwd_shapes[:1] + fwd_shapes[3:4]
+    if "fwd" not in sections:
+        fwd_shapes = []
     for dt, B, H, S, D, c in fwd_shapes:
         r, t = fwd_case(dt, B, H, S, D, c, reps)
         res["fwd"].append({"dtype": str(dt), "B": B, "H": H, "S": S, "D": D, "causal": c, "tflops": r, "ms": t})
@@ -187,6 +191,8 @@ def main():
                   (torch.bfloat16, 2, 32, 8192, 64, True)]
     if args.quick:
         bwd_shapes = bwd_shapes[1:2]
+    if "bwd" not in sections:
+        bwd_shapes = []
     for dt, B, H, S, D, c in bwd_shapes:
         r, t = bwd_case(dt, B, H, S, D, c, max(5, reps // 2))
         res["bwd"].append({"dtype": str(dt), "B": B, "H": H, "S": S, "D": D, "causal": c, "tflops": r, "ms": t})
@@ -203,6 +209,8 @@ def main():
     combos = [(b, c) for b in (1, 8, 64, 256) for c in (1024, 4096, 16384, 32768, 131072) if b * c <= (1 << 22)]
     if args.quick:
         combos = [(1, 32768), (8, 4096), (64, 4096), (256, 1024)]
+    if "decode" not in sections:
+        combos = []
     for B, ctx in combos:
         r, t, splits = decode_case(B, ctx, reps)
         res["decode"].append({"B": B, "ctx": ctx, "tbs": r, "ms": t, "splits": splits})

@@ -166,10 +166,12 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(const fwd_params p) 
                 const float alpha = fast_exp2(m[mt][rr] - m_use);
                 m[mt][rr] = m_new;
                 l[mt][rr] *= alpha;
+                if (__any_sync(0xffffffffu, alpha != 1.f)) { /* once the maxima settle, skip the rescale */
 #pragma unroll
-                for (int d = 0; d < D / 8; d++) {
-                    o[mt][d][2 * rr] *= alpha;
-                    o[mt][d][2 * rr + 1] *= alpha;
+                    for (int d = 0; d < D / 8; d++) {
+                        o[mt][d][2 * rr] *= alpha;
+                        o[mt][d][2 * rr + 1] *= alpha;
+                    }
                 }
                 float ls = 0.f;
 #pragma unroll
