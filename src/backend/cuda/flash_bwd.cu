@@ -2,7 +2,7 @@
  * Philox dropout regenerated from the forward's seed/offset) and its two helper kernels.
  *
  *   1. flash_bwd_pre_kernel: delta[h][row] = sum_d dout * out (fp32), dq_accum = 0.
- *   2. flash_bwd_kernel: one CTA of 4 warps owns BN = 64 keys of one sequence and one kv head, and
+ *   2. flash_bwd_kernel: one CTA of NW warps owns BN = 16 NW keys of one sequence and one kv head, and
  *      keeps their dK, dV (fp32, registers, warp w owns keys 16w..16w+15) while it walks every
  *      query head of the kv group and every query tile of BM rows that can see those keys:
  *        S^T = K Q^T, dP^T = V dO^T                          (mma.sync, keys as the M dimension)
@@ -52,9 +52,9 @@ __global__ void flash_bwd_post_kernel(const bwd_params p) {
         *reinterpret_cast<uint32_t *>(dq + i) = elem<T>::pack2(p.dq_accum[i] * p.f.scale, p.dq_accum[i + 1] * p.f.scale);
 }
 
-template <typename T, int D, int BM>
-__global__ void __launch_bounds__(128) flash_bwd_kernel(const bwd_params p) {
-    constexpr int BN = 64, NW = 4, NT = 128, LD = D + 8, LDS = BM + 8, CH = D / 8;
+template <typename T, int D, int BM, int NW>
+__global__ void __launch_bounds__(NW * 32) flash_bwd_kernel(const bwd_params p) {
+    constexpr int BN = NW * 16, NT = NW * 32, LD = D + 8, LDS = BM + 8, CH = D / 8;
     constexpr int WM = BM / 16, WN = NW / WM, DW = D / WN; /* dQ warp grid: WM along q, WN along d */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw); /* [BN][LD] */
@@ -250,25 +250,26 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const bwd_params p) {
     }
 }
 
-template <typename T, int D, int BM>
+template <typename T, int D, int BM, int NW>
 static cudaError_t bwd_launch_t(const bwd_params &p, cudaStream_t stream) {
-    constexpr int BN = 64, LD = D + 8;
+    constexpr int BN = NW * 16, LD = D + 8;
     const size_t smem = (size_t)(2 * BN + 4 * BM) * LD * sizeof(T) + (size_t)BN * (BM + 8) * sizeof(T) +
                         4 * BM * sizeof(float);
     const int warps = p.f.total_q * p.f.n_head;
     if (warps > 0) flash_bwd_pre_kernel<T, D><<<(warps + 7) / 8, 256, 0, stream>>>(p);
-    auto kern = flash_bwd_kernel<T, D, BM>;
+    auto kern = flash_bwd_kernel<T, D, BM, NW>;
     cudaError_t err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (err != cudaSuccess) return err;
     dim3 grid((p.max_seqlen_k + BN - 1) / BN, p.f.n_kv_head, p.f.batch);
-    if (grid.x > 0) kern<<<grid, 128, smem, stream>>>(p);
+    if (grid.x > 0) kern<<<grid, NW * 32, smem, stream>>>(p);
     const int64_t n = (int64_t)p.f.total_q * p.f.n_head * D / 2;
     if (n > 0) flash_bwd_post_kernel<T, D><<<(int)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0, stream>>>(p);
     return cudaGetLastError();
 }
 
 cudaError_t flash_bwd_launch(const bwd_params &p, cudaStream_t stream) {
-    if (p.f.dtype == 0) return p.f.head_dim == 64 ? bwd_launch_t<__nv_bfloat16, 64, 64>(p, stream)
-                                                  : bwd_launch_t<__nv_bfloat16, 128, 32>(p, stream);
-    return p.f.head_dim == 64 ? bwd_launch_t<__half, 64, 64>(p, stream) : bwd_launch_t<__half, 128, 32>(p, stream);
+    /* 8 warps x 16 keys: 128 keys per CTA halve the dQ atomics of 64 */
+    if (p.f.dtype == 0) return p.f.head_dim == 64 ? bwd_launch_t<__nv_bfloat16, 64, 64, 8>(p, stream)
+                                                  : bwd_launch_t<__nv_bfloat16, 128, 32, 8>(p, stream);
+    return p.f.head_dim == 64 ? bwd_launch_t<__half, 64, 64, 8>(p, stream) : bwd_launch_t<__half, 128, 32, 8>(p, stream);
 }
