@@ -25,6 +25,16 @@ make -j"$jobs" all >/dev/null
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 make -j"$jobs" test 2>&1 | tee -a "$summary" || status=1
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+    # No GPU here: compile every .cu file (sm_90a and sm_80); the GPU checks are `make test-cuda`.
+    echo; echo "== CUDA kernels: compile (make cuda) =="
+    if make -j"$jobs" cuda >/dev/null 2>"$summary.cuda"; then
+        echo "PASS  cuda build"; echo "1 passed, 0 failed" >>"$summary"
+    else
+        tail -n 30 "$summary.cuda"; echo "0 passed, 1 failed" >>"$summary"; status=1
+    fi
+    rm -f "$summary.cuda"
+fi
 if [ $quick -eq 0 ]; then
     echo; echo "== AddressSanitizer + UndefinedBehaviorSanitizer =="
     make -j"$jobs" test-asan 2>&1 | tee -a "$summary" || status=1

@@ -1,7 +1,7 @@
 """dev/cuda/bench_attention.py - benchmarks the CUDA attention kernels of libpagoda_cuda.so against
 PyTorch SDPA's FLASH_ATTENTION (FlashAttention-2) and CUDNN_ATTENTION backends, timed side by side in
 the same run with CUDA events (warm-up, then the implementations alternate, median of the repeats;
-for decode, L2 is flushed before each repeat). Prints the markdown tables of docs/BENCHMARKS_CUDA.md.
+for decode, L2 is flushed before each repeat). Prints the markdown tables of docs/BENCHMARKS.md ("CUDA attention kernels").
 
   forward   TFLOP/s = 4 B H Sq Sk D (/2 causal) / time
   backward  TFLOP/s = 2.5 x forward FLOPs / time (torch: autograd.grad of its SDPA output)
