@@ -3,6 +3,7 @@
  * decoding sequence), and verification with roll-back of the target's and the draft's caches.
  * The acceptance rule itself is in spec_accept.c.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,17 +37,24 @@ struct spec_state {
 };
 
 /* ---- Set-up ---------------------------------------------------------------------------------------- */
+/* Names the draft in an error from the loaders. */
+static pagoda_status draft_error(pagoda_status st) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", pagoda_last_error());
+    return error_set(st, "draft model: %s", why);
+}
+
 static pagoda_status load_draft(pagoda_model *pm, spec_state *sp, const char *path) {
     gguf_file *file;
     pagoda_status st = gguf_open(path, &file);
-    if (st) return st;
+    if (st) return draft_error(st);
     if ((st = model_load_gguf(file, &sp->draft))) {
         gguf_close(file);
-        return st;
+        return draft_error(st);
     }
     const model_hparams *d = &sp->draft->hp, *t = &pm->weights->hp;
     vocab *dv = NULL;
-    if ((st = vocab_load(sp->draft->file, &dv))) return st;
+    if ((st = vocab_load(sp->draft->file, &dv))) return draft_error(st);
     bool same = vocab_n_tokens(dv) == vocab_n_tokens(pm->vocab) && d->n_vocab == t->n_vocab;
     int32_t differs = -1;
     for (int32_t i = 0; same && i < t->n_vocab; i++)
