@@ -334,7 +334,7 @@ static void test_greedy_engine(const char *path, const ids *fixture_prompt, cons
 /* A draft equal to the model accepts everything: with max_tokens 20 and k 4, the prompt's step emits
  * one token and each later step k + 1 while room lasts: drafts 4 + 4 + 4 + 4 (the last step's
  * fourth accepted draft reaches the length limit). Prompt lookup's counts follow from the
- * reference tokens by simulating the proposals here. */
+ * reference tokens by simulating the proposals and the adaptive draft length here. */
 static void test_accounting(const char *path) {
     pagoda_sampling_params sp = pagoda_sampling_params_default();
     sp.temperature = 0;
@@ -367,9 +367,9 @@ static void test_accounting(const char *path) {
         int n_ctx = prompts[i].n;
         memcpy(ctx, prompts[i].v, sizeof(int32_t) * (size_t)n_ctx);
         ctx[n_ctx++] = out.v[0]; /* the prompt's own step emits one token */
-        int done = 1;
+        int done = 1, k_next = k;
         while (done < n_new) {
-            int room = n_new - done, kk = room < k ? room : k, n_prop = 0, acc = 0;
+            int room = n_new - done, kk = room < k_next ? room : k_next, n_prop = 0, acc = 0;
             int32_t prop[16];
             for (int len = ngram; len >= 1 && !n_prop; len--) /* last match of the longest n-gram */
                 for (int start = n_ctx - len - 1; start >= 0 && !n_prop; start--) {
@@ -380,6 +380,8 @@ static void test_accounting(const char *path) {
             while (acc < n_prop && prop[acc] == out.v[done + acc]) acc++;
             want_proposed += (uint64_t)n_prop;
             want_accepted += (uint64_t)acc;
+            if (n_prop > 0) /* the adaptive draft length: + 2 (at most k) when all accepted, else - 1 (at least 1) */
+                k_next = acc == n_prop ? (k_next + 2 < k ? k_next + 2 : k) : (k_next > 1 ? k_next - 1 : 1);
             int emit = acc + 1 < room ? acc + 1 : room;
             for (int t = 0; t < emit; t++) ctx[n_ctx++] = out.v[done + t];
             done += emit;

@@ -278,7 +278,8 @@ void spec_propose(pagoda_model *pm) {
             seq->spec.n_real = n_real;
             seq->spec.n_draft = 0;
             sp->cands[n_cands] = seq;
-            sp->cand_k[n_cands++] = room < sp->k ? room : sp->k;
+            if (seq->spec.k_next < 1 || seq->spec.k_next > sp->k) seq->spec.k_next = sp->k;
+            sp->cand_k[n_cands++] = room < seq->spec.k_next ? room : seq->spec.k_next;
         }
     }
     if (sp->source == SPEC_LOOKUP)
@@ -365,6 +366,9 @@ bool spec_verify(pagoda_model *pm, engine_seq *seq, const float *rows, int32_t n
     }
     pm->stats.spec_proposed += (uint64_t)n_check;
     pm->stats.spec_accepted += (uint64_t)m;
+    if (n_check > 0) /* the draft length follows the acceptance (HF assisted generation's heuristic) */
+        ss->k_next = m == n_check ? (ss->k_next + 2 < sp->k ? ss->k_next + 2 : sp->k)
+                                  : (ss->k_next > 1 ? ss->k_next - 1 : 1);
     int32_t accepted[SPEC_MAX_DRAFT_K];
     memcpy(accepted, drafts, sizeof(int32_t) * (size_t)m);
     drop_drafts(pm, seq, n_real + m); /* n_tokens = n_real; K/V kept through the last accepted draft */

@@ -24,6 +24,8 @@
  *     view of the target that stops after its first L layers (shared weights, final norm and
  *     lm_head); it keeps its own small cache of L layers, so the target's cache never holds
  *     early-exit K/V.
+ * The number of drafts adapts per sequence (k_next): a draft that keeps being rejected costs fewer
+ * verification rows; it never changes what is emitted, only how fast.
  * Requests whose sampling uses features the acceptance rule does not model (penalties, logit bias,
  * typical-p, logprobs, beams, contrastive search, DoLa) run without speculation.
  */
@@ -49,6 +51,8 @@ typedef struct spec_seq {
     int32_t n_real;          /* tokens before this step's drafts; 0 when it has none */
     int32_t n_draft;         /* drafts appended after them */
     int32_t draft_computed;  /* draft model: positions whose K/V are in the draft's cache */
+    int32_t k_next;          /* drafts to propose next step (1..draft_k): + 2 after a step whose
+                                drafts were all accepted, - 1 after a rejection; 0: draft_k */
     kv_block_table table;    /* draft model: its blocks in the draft's pool */
     float *q;                /* [SPEC_MAX_DRAFT_K][n_vocab] draft distributions (sampled, draft model) */
     sampler_rng rng;         /* acceptance draws: seeded from the request's seed and sample index */
