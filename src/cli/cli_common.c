@@ -73,7 +73,8 @@ void cli_print_common_help(FILE *out) {
             "      --draft-layers L    self-speculation: the model's own first L layers draft (default: off)\n"
             "      --lookup N          prompt lookup: drafts copy what followed the last N..1 tokens\n"
             "                          earlier in the context, no draft model (default: off)\n"
-            "      --draft-k K         tokens drafted per step, 1 to 16 (default: 4)\n"
+            "      --draft-k K         most tokens drafted per step, 1 to 16 (default: 4; fewer while\n"
+            "                          drafts get rejected)\n"
             "sampling:\n"
             "  -n, --n-predict N       most tokens to generate, -1 for no limit\n"
             "      --temp T            temperature, 0 = greedy (default: 0.8)\n"
@@ -246,6 +247,16 @@ pagoda_model *cli_load_model(cli_options *o, const char *command) {
                 info.name[0] ? info.name : path, info.architecture, (double)info.n_params / 1e6, info.n_layer,
                 (double)info.file_bytes / (1024.0 * 1024.0), info.n_ctx, info.n_threads,
                 (unsigned long long)o->sampling.seed);
+        int k = o->model.draft_k > 0 ? o->model.draft_k : 4;
+        if (o->model.draft_model_path)
+            fprintf(stderr, "pagoda: speculative decoding: draft model %s, up to %d drafts a step\n",
+                    o->model.draft_model_path, k);
+        else if (o->model.draft_layers)
+            fprintf(stderr, "pagoda: speculative decoding: the first %d layers draft, up to %d a step\n",
+                    o->model.draft_layers, k);
+        else if (o->model.lookup_ngram)
+            fprintf(stderr, "pagoda: speculative decoding: prompt lookup of %d..1-grams, up to %d drafts a step\n",
+                    o->model.lookup_ngram, k);
     }
     return m;
 }

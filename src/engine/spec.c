@@ -19,6 +19,7 @@ struct spec_state {
     int32_t k;              /* drafts per step at most */
     int32_t ngram;          /* prompt lookup: longest n-gram matched */
     int32_t n_vocab;
+    int32_t max_seqs;       /* sequences per draft forward (the draft runner's limit) */
     /* draft model or early-exit view (NULL for prompt lookup) */
     model *draft;           /* SPEC_DRAFT_MODEL: loaded here; SPEC_SELF: a copy of the target's struct
                                with hp.n_layer = draft_layers, sharing every weight */
@@ -102,6 +103,7 @@ pagoda_status spec_init(pagoda_model *pm) {
     sp->k = k;
     sp->ngram = p->lookup_ngram;
     sp->n_vocab = hp->n_vocab;
+    sp->max_seqs = p->max_seqs;
     sp->source = p->lookup_ngram ? SPEC_LOOKUP : p->draft_layers ? SPEC_SELF : SPEC_DRAFT_MODEL;
     sp->p = malloc(sizeof(float) * (size_t)hp->n_vocab);
     sp->residual = malloc(sizeof(float) * (size_t)hp->n_vocab);
@@ -226,11 +228,11 @@ static bool draft_schedule(spec_state *sp, engine_seq *seq, int32_t n, bool want
 static void propose_with_model(pagoda_model *pm, int32_t n_cands) {
     spec_state *sp = pm->spec;
     int32_t n_run = 0, budget = pm->params.n_batch, max_k = 0;
-    for (int32_t c = 0; c < n_cands && budget > 0; c++) {
+    for (int32_t c = 0; c < n_cands && budget > 0 && n_run < sp->max_seqs; c++) {
         engine_seq *seq = sp->cands[c];
         int32_t need = seq->spec.n_real - seq->spec.draft_computed, n = need < budget ? need : budget;
         if (seq->req->params.temperature != 0 && !seq->spec.q &&
-            !(seq->spec.q = malloc(sizeof(float) * (size_t)SPEC_MAX_DRAFT_K * (size_t)sp->n_vocab)))
+            !(seq->spec.q = malloc(sizeof(float) * (size_t)sp->k * (size_t)sp->n_vocab)))
             continue;
         if (need < 1 || !draft_schedule(sp, seq, n, n == need, &n_run)) continue;
         budget -= n;
@@ -250,7 +252,8 @@ static void propose_with_model(pagoda_model *pm, int32_t n_cands) {
         n_run = 0;
         for (int32_t c = 0; c < n_cands; c++) {
             engine_seq *seq = sp->cands[c];
-            if (seq->spec.n_draft == j && sp->cand_k[c] > j) draft_schedule(sp, seq, 1, true, &n_run);
+            if (seq->spec.n_draft == j && sp->cand_k[c] > j && n_run < sp->max_seqs)
+                draft_schedule(sp, seq, 1, true, &n_run);
         }
         if (n_run == 0 || runner_run(sp->runner, sp->run, n_run, NULL, NULL, 0, &logits)) return;
         for (int32_t i = 0; i < n_run; i++) {
@@ -327,6 +330,11 @@ void spec_prepare(pagoda_model *pm, const sched_output *out, runner_seq *run) {
         bool verifiable = before <= ss->n_real - 1 && after >= ss->n_real;
         run[i].n_logits = verifiable ? after - (ss->n_real - 1) : 0;
         run[i].wants_logits = false;
+    }
+    for (int32_t i = 0; i < out->n_preempted; i++) { /* their draft blocks too: they start over */
+        engine_seq *seq = out->preempted[i]->user;
+        if (pm->spec->pool) kv_pool_release(pm->spec->pool, &seq->spec.table);
+        seq->spec.draft_computed = 0;
     }
     for (int32_t r = 0; r < pm->n_requests; r++)
         for (int32_t i = 0; i < pm->requests[r]->n_seqs; i++) {

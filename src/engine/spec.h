@@ -54,7 +54,7 @@ typedef struct spec_seq {
     int32_t k_next;          /* drafts to propose next step (1..draft_k): + 2 after a step whose
                                 drafts were all accepted, - 1 after a rejection; 0: draft_k */
     kv_block_table table;    /* draft model: its blocks in the draft's pool */
-    float *q;                /* [SPEC_MAX_DRAFT_K][n_vocab] draft distributions (sampled, draft model) */
+    float *q;                /* [draft_k][n_vocab] draft distributions (sampled, draft model) */
     sampler_rng rng;         /* acceptance draws: seeded from the request's seed and sample index */
     bool rng_ready;
     bool scheduled;          /* spec_prepare's mark: in this step's batch */
