@@ -11,9 +11,11 @@
  *     small token budget (drafts partly scheduled) and a small KV cache (preemption);
  *   - acceptance accounting: a draft equal to the model accepts every draft (counts computed by
  *     hand), prompt lookup's counts equal an independent simulation on the reference tokens;
- *   - sampled output (self-speculation, top-k 3): the joint frequencies of the first two generated
- *     tokens over 2000 seeds match the model's exact distribution (from model_eval), and not the
- *     draft's;
+ *   - sampled output (self-speculation, and prompt lookup, top-k 3): the joint frequencies of the
+ *     first two generated tokens over 2000 seeds match the model's exact distribution (from
+ *     model_eval), and, for self-speculation, not the draft's;
+ *   - n = 3 greedy samples each equal the reference; a seeded sampled request gives the same text
+ *     alone and in a batch;
  *   - SmolLM2 (when fetched): greedy identity in the backend's exact mode.
  */
 #include <math.h>
