@@ -116,7 +116,7 @@ static void test_dist(void) {
     char scratch[5 * 8];
     /* top-k 3 at temperature 0.5 keeps ids 4, 0, 1 with weights exp((l - 3) / 0.5) */
     double w4 = 1, w0 = exp(-2.0), w1 = exp(-4.0), s = w4 + w0 + w1;
-    sampler_params p = {0.5f, 3, 1.0f, 0.0f, 0};
+    sampler_params p = {.temperature = 0.5f, .top_k = 3, .top_p = 1.0f};
     spec_dist(&p, logits, 5, probs, scratch);
     CHECK(fabs(probs[4] - w4 / s) < 1e-6 && fabs(probs[0] - w0 / s) < 1e-6 && fabs(probs[1] - w1 / s) < 1e-6);
     CHECK(probs[2] == 0 && probs[3] == 0);
@@ -127,7 +127,7 @@ static void test_dist(void) {
     p.min_p = 0.2f; /* 0.117 < 0.2 * 0.867 */
     spec_dist(&p, logits, 5, probs, scratch);
     CHECK(probs[4] == 1 && probs[0] == 0);
-    p = (sampler_params){1.0f, 0, 1.0f, 0.0f, 0};
+    p = (sampler_params){.temperature = 1.0f, .top_p = 1.0f};
     spec_dist(&p, logits, 5, probs, scratch);
     double z = 0;
     for (int i = 0; i < 5; i++) z += exp(logits[i]);

@@ -4,6 +4,8 @@
 #define PAGODA_ENGINE_INTERNAL_H
 
 #include "backend/backend.h"     /* defines: backend */
+#include "engine/engine_sample.h" /* defines: engine_seq_sampling_init, engine_is_stop_token, ... */
+#include "engine/stop_text.h"    /* defines: stop_text */
 #include "engine/spec.h"         /* defines: spec_seq, spec_state, SPEC_MAX_DRAFT_K */
 #include "engine/text_stream.h"  /* defines: text_stream */
 #include "kv/kv_pool.h"          /* defines: kv_pool */
@@ -33,7 +35,14 @@ typedef struct engine_seq {
     char *step_text;         /* [cap_step_text] */
     size_t n_step_text, cap_step_text;
     spec_seq spec;           /* speculative decoding's drafts and draft-cache blocks */
+    /* sampling extras (engine_sample.c) */
+    stop_text stop;          /* stop strings over the released text */
+    pagoda_token_logprob *step_logprobs; /* [ENGINE_STEP_SLOTS] when the request asked for logprobs */
+    pagoda_top_logprob *step_top;        /* [ENGINE_STEP_SLOTS][top_logprobs] */
 } engine_seq;
+
+/* How many tokens a sequence can produce in one step (the size of step_tokens). */
+#define ENGINE_STEP_SLOTS(seq) ((int32_t)(sizeof (seq)->step_tokens / sizeof (seq)->step_tokens[0]))
 
 struct engine_request {
     pagoda_request_id id;
@@ -43,6 +52,9 @@ struct engine_request {
     engine_seq **seqs;       /* [n_samples]; created as the prompt finishes (forks) */
     int32_t n_seqs;
     int32_t n_live;          /* not yet finished */
+    pagoda_logit_bias *own_logit_bias; /* [params.n_logit_bias] copies that params points at */
+    int32_t *own_stop_token_ids;       /* [params.n_stop_token_ids] */
+    char **own_stop;                   /* [params.n_stop] */
     char *error;             /* why it failed, when it did */
     pagoda_status error_status;
 };

@@ -166,7 +166,8 @@ static bool plain_sampling(const pagoda_sampling_params *p) {
 
 static sampler_params seq_sampler_params(const engine_seq *seq) {
     const pagoda_sampling_params *p = &seq->req->params;
-    return (sampler_params){p->temperature, p->top_k, p->top_p, p->min_p, p->seed};
+    return (sampler_params){.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
+                            .seed = p->seed};
 }
 
 static int32_t argmax(const float *x, int32_t n) { /* ties to the lowest id, as the sampler */
@@ -218,7 +219,8 @@ static bool draft_schedule(spec_state *sp, engine_seq *seq, int32_t n, bool want
     if (!kv_pool_allocate(sp->pool, &seq->spec.table, dc, dc + n, &copy, &has_copy) || has_copy) return false;
     sp->run[*n_run] = (runner_seq){.tokens = seq->s.tokens, .n_computed = dc, .n_new = n,
                                    .blocks = kv_block_table_ids(&seq->spec.table),
-                                   .n_blocks = kv_block_table_n_blocks(&seq->spec.table), .wants_logits = wants_logits};
+                                   .n_blocks = kv_block_table_n_blocks(&seq->spec.table), .wants_logits = wants_logits,
+                                   .n_prompt = seq->s.n_prompt};
     sp->run_owner[(*n_run)++] = seq;
     return true;
 }

@@ -98,6 +98,8 @@ typedef struct model_batch {
     int32_t max_blocks_per_seq;
     int32_t n_logits;
     const int32_t *logit_rows;    /* [n_logits] rows whose logits are wanted, in output order */
+    const uint8_t *decode_rows;   /* [n_tokens] 1 for a generated token, 0 for a prompt token; picks
+                                     the matmul kernel per token for batch invariance. NULL: by size */
 } model_batch;
 
 /* Activation buffers for batches of up to max_tokens tokens and max_logits logit rows. */
@@ -113,6 +115,7 @@ typedef struct model_workspace {
     float *up;           /* [max_tokens][n_ff] */
     float *rows;         /* [max_logits][n_embd] the rows whose logits are wanted */
     float *logits;       /* [max_logits][n_vocab] */
+    uint8_t *logit_decode_rows; /* [max_logits] decode_rows of the logit rows */
 } model_workspace;
 
 /* Errors: PAGODA_ERR_OUT_OF_MEMORY, PAGODA_ERR_INVALID_ARGUMENT. */

@@ -20,6 +20,7 @@ struct runner {
     int32_t *block_tables;  /* [max_seqs][max_blocks_per_seq] */
     int32_t *logit_rows;    /* [max_logits] */
     int32_t max_logits;     /* max_seqs, grown for speculative verification */
+    uint8_t *decode_rows;   /* [max_tokens] 1 for generated tokens */
 };
 
 pagoda_status runner_init(const model *m, backend *be, model_kv_cache *kv, int32_t max_tokens, int32_t max_seqs,
@@ -48,8 +49,9 @@ pagoda_status runner_init(const model *m, backend *be, model_kv_cache *kv, int32
     r->block_tables = malloc(sizeof(int32_t) * (size_t)max_seqs * (size_t)max_blocks_per_seq);
     r->logit_rows = malloc(sizeof(int32_t) * (size_t)max_seqs);
     r->max_logits = max_seqs;
+    r->decode_rows = malloc((size_t)max_tokens);
     if (!r->tokens || !r->positions || !r->slots || !r->query_start || !r->seq_lens || !r->block_tables ||
-        !r->logit_rows) {
+        !r->logit_rows || !r->decode_rows) {
         runner_free(r);
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the runner's batch of %d tokens", max_tokens);
     }
@@ -67,6 +69,7 @@ void runner_free(runner *r) {
     free(r->seq_lens);
     free(r->block_tables);
     free(r->logit_rows);
+    free(r->decode_rows);
     free(r);
 }
 
@@ -102,6 +105,7 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
             r->tokens[n_tokens] = q->tokens[p];
             r->positions[n_tokens] = p;
             r->slots[n_tokens] = q->blocks[p / block_size] * block_size + p % block_size;
+            r->decode_rows[n_tokens] = p >= q->n_prompt;
         }
         r->query_start[s + 1] = n_tokens;
         r->seq_lens[s] = end;
@@ -116,6 +120,7 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
         .n_tokens = n_tokens, .tokens = r->tokens, .positions = r->positions, .slot_mapping = r->slots,
         .n_seqs = n_seqs, .query_start = r->query_start, .seq_lens = r->seq_lens, .block_tables = r->block_tables,
         .max_blocks_per_seq = r->max_blocks_per_seq, .n_logits = n_logits, .logit_rows = r->logit_rows,
+        .decode_rows = r->decode_rows,
     };
     pagoda_status st = model_forward(r->m, r->be, r->kv, r->ws, &batch);
     if (st) return st;

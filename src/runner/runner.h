@@ -27,6 +27,8 @@ typedef struct runner_seq {
     bool wants_logits;      /* return logits for its last new position */
     int32_t n_logits;       /* > 0: return logits for its last n_logits new positions instead
                                (speculative verification); at most n_new */
+    int32_t n_prompt;       /* positions below are prompt tokens, the rest generated: the matmul kernel
+                               is chosen per token from this, so results do not depend on the batch */
 } runner_seq;
 
 typedef struct runner runner;
