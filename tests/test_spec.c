@@ -16,7 +16,8 @@
  *     model_eval), and, for self-speculation, not the draft's;
  *   - n = 3 greedy samples each equal the reference; a seeded sampled request gives the same text
  *     alone and in a batch;
- *   - SmolLM2 (when fetched): greedy identity in the backend's exact mode.
+ *   - SmolLM2 (when fetched): greedy identity in the backend's exact mode against model_eval, and on
+ *     the default int8 path against the engine without speculation.
  */
 #include <math.h>
 #include <stdio.h>
@@ -618,6 +619,32 @@ static void test_smollm2(void) {
         pagoda_model_free(m);
     }
     reference_close(&ref);
+
+    /* the default int8-activation path: the kernel is chosen per token (prompt or generated), so
+     * verification rows compute like decodes; the reference is the engine without speculation */
+    const char *more[] = {"Fix the typo: def fibonaci(n): return n if n < 2 else fibonaci(n - 1) + fibonaci(n - 2)\n"
+                          "Fixed: def", "Once upon a time, in a small village,", texts[0], texts[1]};
+    pagoda_model *plain = load(path, pagoda_model_params_default());
+    ids p4[4], w4[4], g4[4];
+    for (int i = 0; i < 4; i++) {
+        int32_t *v;
+        size_t n;
+        CHECK(pagoda_tokenize(plain, more[i], strlen(more[i]), true, false, &v, &n) == PAGODA_OK);
+        p4[i].n = (int)n;
+        memcpy(p4[i].v, v, sizeof(int32_t) * n);
+        free(v);
+    }
+    sp.max_tokens = 32;
+    run_all(plain, p4, 4, &sp, 0, w4);
+    pagoda_model_free(plain);
+    for (size_t s = 0; s < sizeof sources / sizeof *sources; s++) {
+        pagoda_model *m = load(path, sources[s].p);
+        if (!m) continue;
+        run_all(m, p4, 4, &sp, 1, g4);
+        CHECK_MSG(n_differing(g4, w4, 4, sources[s].name) == 0, "%s (int8 path): greedy output differs from the "
+                  "engine without speculation", sources[s].name);
+        pagoda_model_free(m);
+    }
 }
 
 static void test_errors(const char *path) {
