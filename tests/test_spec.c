@@ -135,6 +135,68 @@ static void test_dist(void) {
     for (int i = 0; i < 5; i++) CHECK(fabs(probs[i] - exp(logits[i]) / z) < 1e-6);
 }
 
+/* spec_dist against a plain implementation of the sampler's chain (full sort, double precision) on
+ * random logits with ties, -inf and NaN. */
+static int ref_desc(const void *a, const void *b) {
+    const double *x = a, *y = b; /* {logit, id} */
+    if (x[0] != y[0]) return x[0] < y[0] ? 1 : -1;
+    return x[1] < y[1] ? -1 : 1;
+}
+
+static void test_dist_random(uint64_t seed) {
+    enum { N = 3000 };
+    static float logits[N], probs[N];
+    static double ref[N][2], want[N];
+    static char scratch[N * 8];
+    const sampler_params cases[] = {
+        {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f}, {.temperature = 1.0f, .top_p = 1.0f},
+        {.temperature = 0.7f, .top_p = 0.9f}, {.temperature = 1.5f, .top_p = 0.999f},
+        {.temperature = 1.0f, .top_p = 1.0f, .min_p = 0.1f}, {.temperature = 0.3f, .top_k = 1000, .top_p = 0.5f},
+        {.temperature = 2.0f, .top_k = 5, .top_p = 1.0f}};
+    uint64_t st = seed;
+    for (int round = 0; round < 4; round++)
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            const sampler_params *p = &cases[c];
+            for (int i = 0; i < N; i++) { /* peaked like a language model, coarse values for ties */
+                float u = test_rand_uniform(&st);
+                logits[i] = roundf((u * u * u * 12.0f + (round & 1 ? 0.0f : 3.0f * u)) * 8.0f) / 8.0f;
+                if (i % 997 == 5) logits[i] = -INFINITY;
+                if (i % 1499 == 7) logits[i] = NAN;
+            }
+            spec_dist(p, logits, N, probs, scratch);
+            for (int i = 0; i < N; i++) {
+                ref[i][0] = isnan(logits[i]) ? -INFINITY : logits[i];
+                ref[i][1] = i;
+                want[i] = 0;
+            }
+            qsort(ref, N, sizeof ref[0], ref_desc);
+            int n = p->top_k > 0 && p->top_k < N ? p->top_k : N;
+            double w[N], z = 0;
+            for (int i = 0; i < n; i++) z += (w[i] = exp((ref[i][0] - ref[0][0]) / p->temperature));
+            for (int i = 0; i < n; i++) w[i] /= z;
+            double cum = 0;
+            for (int i = 0; i < n && p->top_p < 1; i++)
+                if ((cum += w[i]) >= p->top_p) {
+                    n = i + 1;
+                    break;
+                }
+            int keep = 1;
+            while (p->min_p > 0 && keep < n && w[keep] >= w[0] * p->min_p) keep++;
+            if (p->min_p > 0) n = keep;
+            z = 0;
+            for (int i = 0; i < n; i++) z += w[i];
+            for (int i = 0; i < n; i++) want[(int)ref[i][1]] = w[i] / z;
+            double err = 0;
+            int support_diff = 0;
+            for (int i = 0; i < N; i++) {
+                err = fmax(err, fabs(probs[i] - want[i]));
+                support_diff += (probs[i] > 0) != (want[i] > 0);
+            }
+            CHECK_MSG(err < 1e-5 && support_diff == 0, "spec_dist case %zu round %d: max error %g, %d tokens kept "
+                      "differently", c, round, err, support_diff);
+        }
+}
+
 typedef enum rule { RULE_SPEC, RULE_ACCEPT_ALL, RULE_RESAMPLE_FROM_P } rule;
 
 /* Emits n_trials tokens by drafting x ~ q (or x = fixed_x when q is NULL) and deciding with `r`;
@@ -668,6 +730,7 @@ int main(void) {
     uint64_t seed = test_seed();
     test_lookup();
     test_dist();
+    test_dist_random(seed);
     test_acceptance(seed);
     const char *shared = test_shared_dir();
     if (!shared) {

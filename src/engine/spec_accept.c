@@ -28,42 +28,88 @@ int32_t spec_lookup(const int32_t *tokens, int32_t n, int32_t ngram, int32_t k, 
 }
 
 typedef struct cand {
-    float v;
+    float v;    /* the logit, then the probability */
     int32_t id;
 } cand;
 
+/* The sampler's order: larger first, ties to the lower id (a total order, so the top k is unique). */
 static int cand_desc(const void *a, const void *b) {
     const cand *x = a, *y = b;
     if (x->v != y->v) return x->v < y->v ? 1 : -1;
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Moves the k first of c[0..n) in cand_desc order to the front, unordered (quickselect). */
+static void select_top(cand *c, int32_t n, int32_t k) {
+    int32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        cand pivot = c[lo + (hi - lo) / 2];
+        int32_t i = lo, j = hi;
+        while (i <= j) {
+            while (cand_desc(&c[i], &pivot) < 0) i++;
+            while (cand_desc(&c[j], &pivot) > 0) j--;
+            if (i <= j) {
+                cand t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+/* Sorts the k first in cand_desc order to the front of c[0..n). */
+static void sort_top(cand *c, int32_t n, int32_t k) {
+    if (k < n) select_top(c, n, k);
+    qsort(c, (size_t)k, sizeof *c, cand_desc);
+}
+
 void spec_dist(const sampler_params *p, const float *logits, int32_t n_vocab, float *probs, void *scratch) {
     cand *c = scratch;
+    float max = -INFINITY;
     for (int32_t i = 0; i < n_vocab; i++) {
         c[i] = (cand){isnan(logits[i]) ? -INFINITY : logits[i], i};
         probs[i] = 0;
+        if (c[i].v > max) max = c[i].v;
     }
-    qsort(c, (size_t)n_vocab, sizeof *c, cand_desc); /* top-k by the same order as the sampler */
-    int32_t n = p->top_k > 0 && p->top_k < n_vocab ? p->top_k : n_vocab;
-    double max = c[0].v, sum = 0;
+    int32_t n = n_vocab, n_sorted = 0; /* c[0..n_sorted) is in order */
+    if (p->top_k > 0 && p->top_k < n_vocab) {
+        sort_top(c, n_vocab, p->top_k);
+        n = n_sorted = p->top_k;
+    }
+    double sum = 0;
     for (int32_t i = 0; i < n; i++) /* the max gets weight 1 even when it is +inf */
-        sum += (c[i].v = c[i].v == max ? 1.0f : (float)exp((c[i].v - max) / p->temperature));
+        sum += (c[i].v = c[i].v == max ? 1.0f : expf((c[i].v - max) / p->temperature));
     for (int32_t i = 0; i < n; i++) c[i].v = (float)(c[i].v / sum);
     if (p->top_p < 1) {
         double cum = 0;
-        for (int32_t i = 0; i < n; i++) {
+        int32_t keep = n;
+        for (int32_t i = 0;; i++) {
+            if (i == n_sorted) { /* sort a longer prefix: the nucleus is usually short */
+                if (n_sorted == n) break; /* all of it (the mass fell short of top_p by rounding) */
+                int32_t m = n_sorted ? n_sorted * 4 : 256;
+                n_sorted = m < n ? m : n;
+                sort_top(c, n, n_sorted);
+                cum = 0;
+                i = 0;
+            }
             cum += c[i].v;
             if (cum >= p->top_p) {
-                n = i + 1;
+                keep = i + 1;
                 break;
             }
         }
+        n = keep;
     }
-    if (p->min_p > 0) {
-        float floor = c[0].v * p->min_p;
-        int32_t keep = 1;
-        while (keep < n && c[keep].v >= floor) keep++;
+    if (p->min_p > 0) { /* keep p >= min_p * p_max: a prefix when sorted, else a filter */
+        float top = 0;
+        for (int32_t i = 0; i < n; i++) top = c[i].v > top ? c[i].v : top;
+        float floor = top * p->min_p;
+        int32_t keep = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (c[i].v >= floor) c[keep++] = c[i];
         n = keep;
     }
     double total = 0;
