@@ -1,6 +1,6 @@
 /* tests/test_spec.c - speculative decoding (src/engine/spec*.c):
  *   - prompt lookup on hand-made contexts; spec_dist against the sampler chain's formula computed
- *     here in double precision;
+ *     here in double precision, on hand cases and on random logits (a full-sort reference);
  *   - the acceptance rule on fixed distributions: tokens emitted by "draw x ~ q, spec_accept" have
  *     the frequencies of p by a chi-square test (p-value from the incomplete gamma function written
  *     here), for a draft model q, a point-mass q (prompt lookup) and mismatched supports; two broken
