@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Speculative decoding from the command line, on stories260K: `pagoda run --help` documents the
 # options; bad values give one error line naming the option; with each draft source the greedy text
-# equals plain `pagoda run` (the reference) and the summary reports the acceptance; `pagoda serve
+# equals plain `pagoda run` (the reference) and the summary reports the acceptance, also cut by a
+# stop string; `pagoda serve
 # --lookup` answers like plain `pagoda run` and counts drafts in /metrics (vLLM's names).
 set -u
 bin=${PAGODA_BIN:?PAGODA_BIN must point at the pagoda binary}
@@ -35,6 +36,11 @@ for src in "--lookup 2" "--draft-layers 3" "--draft $model --draft-k 6"; do
     check "$src: same greedy text as plain run" "[ -s $tmp/plain.txt ] && cmp -s $tmp/plain.txt $tmp/spec.txt"
     check "$src: acceptance reported" "grep -q '^speculative: [0-9]* of [0-9]* drafted tokens accepted' $tmp/spec.err"
 done
+
+"$bin" run -m "$model" -p "$prompt" -n 48 --temp 0 --stop "park" >"$tmp/stop_plain.txt" 2>/dev/null
+"$bin" run -m "$model" -p "$prompt" -n 48 --temp 0 --stop "park" --lookup 1 >"$tmp/stop_spec.txt" 2>/dev/null
+check "a stop string cuts the speculative text where it cuts the plain one" \
+    "[ -s $tmp/stop_plain.txt ] && cmp -s $tmp/stop_plain.txt $tmp/stop_spec.txt && ! grep -q park $tmp/stop_spec.txt"
 
 start_server a -m "$model" --lookup 2 || exit 1
 status=$(http POST $a_url/v1/completions "{\"prompt\": \"$prompt\", \"max_tokens\": 48, \"temperature\": 0}")
