@@ -11,6 +11,8 @@
  * n_tokens 1..3 take the fused few-token kernels (cpu_quant_dot_decode*.c), more tokens the tile
  * kernels (cpu_quant_dot.c, cpu_quant_dot_avx512.c).
  * A backend whose max_cols is smaller than the rows exercises the streaming fallback.
+ * matmul_many (several matrices of one input in one pool round) must equal matmul_rows per matrix
+ * bit for bit (check_many).
  * Batch invariance (matmul_rows, check_invariance): every token's row bit-identical alone and in any
  * batch, for decode-marked (fused) and prompt-marked (tiled) tokens.
  *
@@ -114,6 +116,53 @@ static void check_invariance(uint32_t type, const backend_matrix *m, const float
     free(decode);
     free(got);
     free(alone);
+}
+
+/* matmul_many over matrices of one input (types may differ, row counts too) gives, bit for bit,
+ * what one matmul_rows call per matrix gives, on every thread count and for prompt / decode marks. */
+static void check_many(const uint32_t *types, const int64_t *n_rows, int n, int64_t n_cols, int64_t n_tokens) {
+    backend_matrix m[4];
+    uint8_t *w[4];
+    float *want[4], *got[4];
+    float *wf = malloc(sizeof(float) * (size_t)n_cols), *x = malloc(sizeof(float) * (size_t)(n_cols * n_tokens));
+    uint8_t *decode = malloc((size_t)n_tokens);
+    for (int i = 0; i < n; i++) {
+        size_t row_bytes;
+        CHECK(dtype_row_bytes(types[i], n_cols, &row_bytes));
+        w[i] = malloc(row_bytes * (size_t)n_rows[i]);
+        for (int64_t r = 0; r < n_rows[i]; r++) {
+            for (int64_t c = 0; c < n_cols; c++) wf[c] = test_rand_uniform(&rng);
+            CHECK(quantize_row(types[i], wf, w[i] + (size_t)r * row_bytes, n_cols) == PAGODA_OK);
+        }
+        m[i] = (backend_matrix){.type = types[i], .n_cols = n_cols, .n_rows = n_rows[i], .row_bytes = row_bytes,
+                                .data = w[i]};
+        want[i] = malloc(sizeof(float) * (size_t)(n_rows[i] * n_tokens));
+        got[i] = malloc(sizeof(float) * (size_t)(n_rows[i] * n_tokens));
+    }
+    for (int64_t i = 0; i < n_cols * n_tokens; i++) x[i] = test_rand_uniform(&rng);
+    const backend_matrix *mp[4] = {&m[0], &m[1], &m[2], &m[3]};
+    for (int marks = 0; marks < 3; marks++) { /* NULL (by size), random marks, all decode */
+        for (int64_t t = 0; t < n_tokens; t++) decode[t] = marks == 2 ? 1 : (uint8_t)(test_rand_u64(&rng) % 2);
+        const uint8_t *d = marks == 0 ? NULL : decode;
+        for (int n_threads = 1; n_threads <= 3; n_threads++) {
+            backend *be = backends[n_threads];
+            for (int i = 0; i < n; i++) be->matmul_rows(be, &m[i], x, want[i], n_tokens, d);
+            be->matmul_many(be, n, mp, x, got, n_tokens, d);
+            for (int i = 0; i < n; i++)
+                CHECK_MSG(!memcmp(want[i], got[i], sizeof(float) * (size_t)(n_rows[i] * n_tokens)),
+                          "matmul_many: matrix %d (%s, %lld rows) of %d differs from matmul_rows (%lld tokens, "
+                          "%d threads, marks %d)", i, dtype_name(types[i]), (long long)n_rows[i], n,
+                          (long long)n_tokens, n_threads, marks);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        free(w[i]);
+        free(want[i]);
+        free(got[i]);
+    }
+    free(wf);
+    free(x);
+    free(decode);
 }
 
 /* Runs one shape on every thread count and ISA; returns the worst NMSE of one run. */
@@ -220,6 +269,16 @@ int main(void) {
                total, total_threshold, worst, threshold);
     }
     cpu_matmul_force_isa(CPU_ISA_AUTO);
+    static const uint32_t qkv_types[] = {DTYPE_Q4_1, DTYPE_Q4_1, DTYPE_Q8_0};
+    static const uint32_t kq_types[] = {DTYPE_Q4_K, DTYPE_Q6_K};
+    static const uint32_t mixed_types[] = {DTYPE_Q4_0, DTYPE_F16, DTYPE_Q5_1}; /* F16: not integer-path */
+    static const int64_t qkv_rows[] = {576, 192, 193}, kq_rows[] = {100, 37}, mixed_rows[] = {9, 10, 11};
+    static const int64_t many_tokens[] = {1, 2, 5, 70};
+    for (int i = 0; i < 4; i++) {
+        check_many(qkv_types, qkv_rows, 3, 576, many_tokens[i]);
+        check_many(kq_types, kq_rows, 2, 512, many_tokens[i]);
+        check_many(mixed_types, mixed_rows, 3, 64, many_tokens[i]);
+    }
     for (int n = 1; n <= 3; n++) backends[n]->free(backends[n]);
     return test_finish();
 }

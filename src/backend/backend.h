@@ -48,6 +48,10 @@ struct backend {
      * alone and in any batch (docs/ENGINE.md, "Batch invariance"). NULL decode_rows: as matmul. */
     void (*matmul_rows)(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
                         const uint8_t *decode_rows);
+    /* (optional) y[i] = x W[i]^T for n matrices of the same input (Q, K, V; gate, up), as n calls of
+     * matmul_rows would give, bit for bit, but in as few thread-pool rounds as the backend can. */
+    void (*matmul_many)(backend *be, int n, const backend_matrix *const *w, const float *x, float *const *y,
+                        int64_t n_tokens, const uint8_t *decode_rows);
     /* out[i][c] = W[ids[i]][c] as floats (embedding lookup); ids are in range. */
     void (*get_rows)(backend *be, const backend_matrix *w, const int32_t *ids, int64_t n_ids, float *out);
     void (*rmsnorm)(backend *be, const float *x, const float *weight, float *y, int64_t n_tokens,

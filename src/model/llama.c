@@ -127,6 +127,13 @@ static void matmul(backend *be, const backend_matrix *w, const float *x, float *
     else be->matmul(be, w, x, y, n_tokens);
 }
 
+/* Several products of one input (Q, K, V; gate, up): one backend call where it has matmul_many. */
+static void matmul_many(backend *be, int n, const backend_matrix *const *w, const float *x, float *const *y,
+                        int64_t n_tokens, const uint8_t *decode_rows) {
+    if (be->matmul_many) be->matmul_many(be, n, w, x, y, n_tokens, decode_rows);
+    else for (int i = 0; i < n; i++) matmul(be, w[i], x, y[i], n_tokens, decode_rows);
+}
+
 static void add_bias(backend *be, float *y, const float *bias, int64_t n_tokens, int64_t dim) {
     if (!bias) return;
     for (int64_t t = 0; t < n_tokens; t++) be->add(be, y + t * dim, bias, dim);
@@ -150,9 +157,9 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *l = &m->layers[il];
         be->rmsnorm(be, ws->x, l->attn_norm, ws->xn, n, hp->n_embd, hp->rms_eps);
-        matmul(be, &l->wq, ws->xn, ws->q, n, b->decode_rows);
-        matmul(be, &l->wk, ws->xn, ws->k, n, b->decode_rows);
-        matmul(be, &l->wv, ws->xn, ws->v, n, b->decode_rows);
+        const backend_matrix *qkv[3] = {&l->wq, &l->wk, &l->wv};
+        float *qkv_out[3] = {ws->q, ws->k, ws->v};
+        matmul_many(be, 3, qkv, ws->xn, qkv_out, n, b->decode_rows);
         add_bias(be, ws->q, l->bq, n, n_q);
         add_bias(be, ws->k, l->bk, n, n_kv);
         add_bias(be, ws->v, l->bv, n, n_kv);
@@ -172,8 +179,9 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
         be->add(be, ws->x, ws->xn, (int64_t)n * hp->n_embd);
 
         be->rmsnorm(be, ws->x, l->ffn_norm, ws->xn, n, hp->n_embd, hp->rms_eps);
-        matmul(be, &l->w_gate, ws->xn, ws->gate, n, b->decode_rows);
-        matmul(be, &l->w_up, ws->xn, ws->up, n, b->decode_rows);
+        const backend_matrix *gate_up[2] = {&l->w_gate, &l->w_up};
+        float *gate_up_out[2] = {ws->gate, ws->up};
+        matmul_many(be, 2, gate_up, ws->xn, gate_up_out, n, b->decode_rows);
         be->swiglu(be, ws->gate, ws->up, (int64_t)n * hp->n_ff);
         matmul(be, &l->w_down, ws->gate, ws->xn, n, b->decode_rows);
         be->add(be, ws->x, ws->xn, (int64_t)n * hp->n_embd);

@@ -135,6 +135,7 @@ pagoda_status cpu_backend_init(int n_threads, int64_t max_cols, const paged_atte
         .name = "cpu",
         .matmul = cpu_matmul,
         .matmul_rows = cpu_matmul_rows,
+        .matmul_many = cpu_matmul_many,
         .get_rows = cpu_get_rows,
         .rmsnorm = cpu_rmsnorm,
         .rope = cpu_rope,

@@ -131,6 +131,17 @@ pagoda_status cpu_matmul_scratch_init(cpu_backend *cpu, int64_t max_cols) {
  * Shared job description
  * ------------------------------------------------------------------------------------------- */
 
+enum { MATMUL_MAX_PARTS = 4 }; /* matrices sharing one input in one integer-path job */
+
+/* One matrix of an integer-path job. */
+typedef struct matmul_part {
+    const backend_matrix *w;
+    float *y;               /* [n_tokens][w->n_rows] */
+    cpu_expand_fn expand;
+    cpu_qdot_rows_fn fused; /* few-token kernel, or NULL */
+    int64_t tile0;          /* its first row tile in the job's tile numbering */
+} matmul_part;
+
 typedef struct matmul_job {
     cpu_matmul_scratch *mm;
     const backend_matrix *w;
@@ -143,6 +154,11 @@ typedef struct matmul_job {
     cpu_expand_fn expand;
     cpu_qdot_rows_fn fused; /* few-token kernel, or NULL */
     bool piece_fused; /* integer path: the current piece takes the fused kernel */
+    /* integer path: the matrices (w, y, expand, fused above are part 0's), their row tiles in one
+     * numbering that the threads split, so several products of one input take one pool round */
+    matmul_part parts[MATMUL_MAX_PARTS];
+    int n_parts;
+    int64_t n_tiles;
 } matmul_job;
 
 /* This thread's row tiles [*r_begin, *r_end), in whole tiles of CPU_QDOT_MAX_ROWS. */
@@ -165,17 +181,15 @@ static void quantize_thread(void *arg, int thread_index, int n_threads) {
     cpu_qact_quantize(job->x, job->t0 + begin, job->t0 + end, job->t0, &job->mm->act);
 }
 
-static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
-    const matmul_job *job = arg;
-    const backend_matrix *w = job->w;
+/* Rows [r_begin, r_end) of one part, the current piece's tokens. */
+static void matmul_int_rows(const matmul_job *job, const matmul_part *part, cpu_wtile *tile, int64_t r_begin,
+                            int64_t r_end) {
+    const backend_matrix *w = part->w;
     const int64_t n = w->n_cols;
-    cpu_wtile *tile = &job->mm->tiles[thread_index];
     tile->n_cols = n;
-    int64_t r_begin, r_end;
-    split_rows(w->n_rows, thread_index, n_threads, &r_begin, &r_end);
-    if (job->piece_fused) {
-        job->fused((const uint8_t *)w->data + (size_t)r_begin * w->row_bytes, w->row_bytes, r_end - r_begin,
-                   &job->mm->act, 0, job->n_piece, job->y + job->t0 * w->n_rows + r_begin, w->n_rows);
+    if (job->piece_fused && part->fused) {
+        part->fused((const uint8_t *)w->data + (size_t)r_begin * w->row_bytes, w->row_bytes, r_end - r_begin,
+                    &job->mm->act, 0, job->n_piece, part->y + job->t0 * w->n_rows + r_begin, w->n_rows);
         return;
     }
     /* tokens per sweep: their quantized rows (n + n/8 + n/4 bytes each) stay in L2 */
@@ -190,13 +204,30 @@ static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
         for (int64_t r0 = r_begin; r0 < r_end; r0 += CPU_QDOT_MAX_ROWS) {
             int n_tile_rows = (int)(r_end - r0 < CPU_QDOT_MAX_ROWS ? r_end - r0 : CPU_QDOT_MAX_ROWS);
             for (int r = 0; r < n_tile_rows; r++)
-                job->expand((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes, tile, r, unsigned_codes);
-            float *y = job->y + job->t0 * w->n_rows + r0;
+                part->expand((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes, tile, r, unsigned_codes);
+            float *y = part->y + job->t0 * w->n_rows + r0;
             if (job->isa == CPU_ISA_AVX512)
                 cpu_qdot_tile_avx512(tile, n_tile_rows, &job->mm->act, tb, tb_end, y, w->n_rows);
             else
                 cpu_qdot_tile_avx2(tile, n_tile_rows, &job->mm->act, tb, tb_end, y, w->n_rows);
         }
+    }
+}
+
+/* The thread's share of the job's row tiles (all parts numbered one after another). */
+static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
+    const matmul_job *job = arg;
+    int64_t g_begin, g_end;
+    threadpool_split(job->n_tiles, thread_index, n_threads, &g_begin, &g_end);
+    for (int p = 0; p < job->n_parts; p++) {
+        const matmul_part *part = &job->parts[p];
+        int64_t n_part_tiles = (part->w->n_rows + CPU_QDOT_MAX_ROWS - 1) / CPU_QDOT_MAX_ROWS;
+        int64_t b = g_begin > part->tile0 ? g_begin : part->tile0;
+        int64_t e = g_end < part->tile0 + n_part_tiles ? g_end : part->tile0 + n_part_tiles;
+        if (b >= e) continue;
+        int64_t r_end = (e - part->tile0) * CPU_QDOT_MAX_ROWS;
+        matmul_int_rows(job, part, &job->mm->tiles[thread_index], (b - part->tile0) * CPU_QDOT_MAX_ROWS,
+                        r_end < part->w->n_rows ? r_end : part->w->n_rows);
     }
 }
 
@@ -324,7 +355,7 @@ static void matmul_stream_thread(void *arg, int thread_index, int n_threads) {
 static void run_int_piece(cpu_backend *cpu, matmul_job *job, int64_t t0, int64_t n, bool fused) {
     job->t0 = t0;
     job->n_piece = n;
-    job->piece_fused = fused && job->fused;
+    job->piece_fused = fused;
     if (n < 8)
         cpu_qact_quantize(job->x, t0, t0 + n, t0, &cpu->mm->act);
     else
@@ -336,14 +367,62 @@ void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, 
     cpu_matmul_rows(be, w, x, y, n_tokens, NULL);
 }
 
-void cpu_matmul_rows(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
-                     const uint8_t *decode_rows) {
+/* Whether w can join an integer-path job of several matrices over inputs of n_cols. */
+static bool int_path(const cpu_backend *cpu, const backend_matrix *w, int64_t n_cols) {
+    return cpu_expand_get(w->type) && !cpu->exact && w->n_cols == n_cols && n_cols <= cpu->mm->max_cols &&
+           w->n_rows > 0;
+}
+
+/* One matrix by any path (the integer path as a job of one part). */
+static void matmul_one(cpu_backend *cpu, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
+                       const uint8_t *decode_rows);
+
+void cpu_matmul_many(backend *be, int n, const backend_matrix *const *w, const float *x, float *const *y,
+                     int64_t n_tokens, const uint8_t *decode_rows) {
     cpu_backend *cpu = (cpu_backend *)be;
+    cpu_matmul_scratch *mm = cpu->mm;
+    if (n_tokens <= 0 || n <= 0) return;
+    bool together = n <= MATMUL_MAX_PARTS;
+    for (int i = 0; i < n && together; i++) together = int_path(cpu, w[i], w[0]->n_cols);
+    if (!together) {
+        for (int i = 0; i < n; i++) matmul_one(cpu, w[i], x, y[i], n_tokens, decode_rows);
+        return;
+    }
+    matmul_job job = {.mm = mm, .w = w[0], .x = x, .y = y[0], .n_tokens = n_tokens, .isa = current_isa(), .n_parts = n};
+    for (int i = 0; i < n; i++) {
+        matmul_part *part = &job.parts[i];
+        part->w = w[i];
+        part->y = y[i];
+        part->expand = cpu_expand_get(w[i]->type);
+        part->fused = cpu_qdot_rows_get(w[i]->type);
+        if (job.isa == CPU_ISA_AVX512 && cpu_qdot_rows_get_avx512(w[i]->type))
+            part->fused = cpu_qdot_rows_get_avx512(w[i]->type);
+        part->tile0 = job.n_tiles;
+        job.n_tiles += (w[i]->n_rows + CPU_QDOT_MAX_ROWS - 1) / CPU_QDOT_MAX_ROWS;
+    }
+    mm->act.n_cols = w[0]->n_cols;
+    if (!decode_rows) { /* by count: few-token pieces fused, the rest tiled */
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += mm->max_tokens) {
+            int64_t nt = n_tokens - t0 < mm->max_tokens ? n_tokens - t0 : mm->max_tokens;
+            run_int_piece(cpu, &job, t0, nt, nt <= CPU_MATMUL_FUSED_TOKENS);
+        }
+        return;
+    }
+    /* by token: runs of decode tokens fused, runs of prompt tokens tiled, whatever their length */
+    for (int64_t t0 = 0; t0 < n_tokens;) {
+        int64_t t1 = t0 + 1;
+        while (t1 < n_tokens && t1 - t0 < mm->max_tokens && (decode_rows[t1] != 0) == (decode_rows[t0] != 0)) t1++;
+        run_int_piece(cpu, &job, t0, t1 - t0, decode_rows[t0] != 0);
+        t0 = t1;
+    }
+}
+
+static void matmul_one(cpu_backend *cpu, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
+                       const uint8_t *decode_rows) {
     cpu_matmul_scratch *mm = cpu->mm;
     matmul_job job = {.mm = mm, .w = w, .x = x, .y = y, .n_tokens = n_tokens, .isa = current_isa(),
                       .expand = cpu_expand_get(w->type), .fused = cpu_qdot_rows_get(w->type)};
     if (n_tokens <= 0 || w->n_rows <= 0) return;
-    if (job.isa == CPU_ISA_AVX512 && cpu_qdot_rows_get_avx512(w->type)) job.fused = cpu_qdot_rows_get_avx512(w->type);
     if (w->n_cols > mm->max_cols) {
         threadpool_run(cpu->pool, matmul_stream_thread, &job);
         return;
@@ -355,19 +434,10 @@ void cpu_matmul_rows(backend *be, const backend_matrix *w, const float *x, float
             threadpool_run(cpu->pool, matmul_float_thread, &job);
         return;
     }
-    mm->act.n_cols = w->n_cols;
-    if (!decode_rows) { /* by count: few-token pieces fused, the rest tiled */
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += mm->max_tokens) {
-            int64_t n = n_tokens - t0 < mm->max_tokens ? n_tokens - t0 : mm->max_tokens;
-            run_int_piece(cpu, &job, t0, n, n <= CPU_MATMUL_FUSED_TOKENS);
-        }
-        return;
-    }
-    /* by token: runs of decode tokens fused, runs of prompt tokens tiled, whatever their length */
-    for (int64_t t0 = 0; t0 < n_tokens;) {
-        int64_t t1 = t0 + 1;
-        while (t1 < n_tokens && t1 - t0 < mm->max_tokens && (decode_rows[t1] != 0) == (decode_rows[t0] != 0)) t1++;
-        run_int_piece(cpu, &job, t0, t1 - t0, decode_rows[t0] != 0);
-        t0 = t1;
-    }
+    cpu_matmul_many(&cpu->base, 1, &w, x, &y, n_tokens, decode_rows);
+}
+
+void cpu_matmul_rows(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
+                     const uint8_t *decode_rows) {
+    matmul_one((cpu_backend *)be, w, x, y, n_tokens, decode_rows);
 }
