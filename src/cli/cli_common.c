@@ -13,7 +13,8 @@
 enum {
     OPT_TEMP = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_IGNORE_EOS, OPT_KV_MEM, OPT_KV_TYPE, OPT_MAX_SEQS,
     OPT_NO_PREFIX_CACHE, OPT_POLICY, OPT_BLOCK_SIZE, OPT_TYPICAL_P, OPT_REPEAT_PENALTY, OPT_PRESENCE_PENALTY,
-    OPT_FREQUENCY_PENALTY, OPT_STOP, OPT_LOGIT_BIAS,
+    OPT_FREQUENCY_PENALTY, OPT_STOP, OPT_LOGIT_BIAS, OPT_DRAFT, OPT_DRAFT_LAYERS,
+    OPT_LOOKUP, OPT_DRAFT_K,
 };
 
 const struct option cli_common_long_options[] = {
@@ -28,6 +29,11 @@ const struct option cli_common_long_options[] = {
     {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
     {"no-prefix-caching", no_argument, 0, OPT_NO_PREFIX_CACHE},
     {"policy", required_argument, 0, OPT_POLICY},
+    {"draft", required_argument, 0, OPT_DRAFT},
+    {"draft-model", required_argument, 0, OPT_DRAFT},
+    {"draft-layers", required_argument, 0, OPT_DRAFT_LAYERS},
+    {"lookup", required_argument, 0, OPT_LOOKUP},
+    {"draft-k", required_argument, 0, OPT_DRAFT_K},
     {"n-predict", required_argument, 0, 'n'},
     {"max-tokens", required_argument, 0, 'n'},
     {"seed", required_argument, 0, 's'},
@@ -72,6 +78,13 @@ void cli_print_common_help(FILE *out) {
             "      --block-size N      tokens per KV block (default: 16)\n"
             "      --no-prefix-caching do not reuse the KV blocks of earlier identical prefixes\n"
             "      --policy P          fcfs (default) or priority\n"
+            "speculative decoding (one draft source; the output distribution stays the model's):\n"
+            "      --draft FILE        draft model: a smaller GGUF with the same vocabulary (default: none)\n"
+            "      --draft-layers L    self-speculation: the model's own first L layers draft (default: off)\n"
+            "      --lookup N          prompt lookup: drafts copy what followed the last N..1 tokens\n"
+            "                          earlier in the context, no draft model (default: off)\n"
+            "      --draft-k K         most tokens drafted per step, 1 to 16 (default: 4; fewer while\n"
+            "                          drafts get rejected)\n"
             "sampling:\n"
             "  -n, --n-predict N       most tokens to generate, -1 for no limit\n"
             "      --temp T            temperature, 0 = greedy (default: 0.8)\n"
@@ -231,6 +244,19 @@ int cli_handle_common_option(cli_options *o, int opt, const char *arg, const cha
         else if (!strcmp(arg, "priority")) o->model.policy = PAGODA_SCHED_PRIORITY;
         else return bad_value(cmd, "--policy", arg, "expected fcfs or priority");
         return 1;
+    case OPT_DRAFT: o->model.draft_model_path = arg; return 1;
+    case OPT_DRAFT_LAYERS:
+        if (!parse_long(arg, 1, 4096, &v)) return bad_value(cmd, "--draft-layers", arg, "expected a layer count >= 1");
+        o->model.draft_layers = (int32_t)v;
+        return 1;
+    case OPT_LOOKUP:
+        if (!parse_long(arg, 1, 64, &v)) return bad_value(cmd, "--lookup", arg, "expected an n-gram length of 1 to 64");
+        o->model.lookup_ngram = (int32_t)v;
+        return 1;
+    case OPT_DRAFT_K:
+        if (!parse_long(arg, 1, 16, &v)) return bad_value(cmd, "--draft-k", arg, "expected 1 to 16");
+        o->model.draft_k = (int32_t)v;
+        return 1;
     case 'v': o->verbose = true; return 1;
     default: return 0;
     }
@@ -281,6 +307,16 @@ pagoda_model *cli_load_model(cli_options *o, const char *command) {
                 info.name[0] ? info.name : path, info.architecture, (double)info.n_params / 1e6, info.n_layer,
                 (double)info.file_bytes / (1024.0 * 1024.0), info.n_ctx, info.n_threads,
                 (unsigned long long)o->sampling.seed);
+        int k = o->model.draft_k > 0 ? o->model.draft_k : 4;
+        if (o->model.draft_model_path)
+            fprintf(stderr, "pagoda: speculative decoding: draft model %s, up to %d drafts a step\n",
+                    o->model.draft_model_path, k);
+        else if (o->model.draft_layers)
+            fprintf(stderr, "pagoda: speculative decoding: the first %d layers draft, up to %d a step\n",
+                    o->model.draft_layers, k);
+        else if (o->model.lookup_ngram)
+            fprintf(stderr, "pagoda: speculative decoding: prompt lookup of %d..1-grams, up to %d drafts a step\n",
+                    o->model.lookup_ngram, k);
     }
     return m;
 }

@@ -106,6 +106,13 @@ int cmd_run(int argc, char **argv) {
                 stats.prompt_seconds > 0 ? stats.n_prompt_computed / stats.prompt_seconds : 0.0, stats.n_generated,
                 stats.generation_seconds,
                 stats.generation_seconds > 0 ? stats.n_generated / stats.generation_seconds : 0.0);
+        pagoda_engine_stats es;
+        pagoda_get_stats(m, &es);
+        if (es.spec_proposed > 0 || o.model.draft_model_path || o.model.draft_layers || o.model.lookup_ngram)
+            fprintf(stderr, "speculative: %llu of %llu drafted tokens accepted (%.1f%%), %.2f tokens per step\n",
+                    (unsigned long long)es.spec_accepted, (unsigned long long)es.spec_proposed,
+                    es.spec_proposed ? 100.0 * (double)es.spec_accepted / (double)es.spec_proposed : 0.0,
+                    es.n_steps ? (double)es.generated_tokens / (double)es.n_steps : 0.0);
     }
     free(ids);
     free(file_text);

@@ -4,6 +4,10 @@
  *   sched_schedule -> runner_run (one forward for every scheduled sequence) -> sched_update_computed
  *   -> for each sequence that reached the end of its tokens: sample, append, stream text, stop?
  *
+ * With speculative decoding on (spec.h), drafts are appended to decoding sequences before
+ * scheduling and verified, rolled back and emitted after the forward (spec_propose, spec_prepare,
+ * spec_verify).
+ *
  * A request with n > 1 samples runs as one sequence until its prompt is computed; then it forks
  * into n sequences sharing the prompt's blocks (the partial last block is copied on first write).
  */
@@ -59,7 +63,7 @@ pagoda_status engine_init(pagoda_model *pm) {
     pm->run_seqs = calloc((size_t)p->max_seqs, sizeof *pm->run_seqs);
     if (!pm->run_seqs) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the engine");
     pm->next_id = 1;
-    return PAGODA_OK;
+    return spec_init(pm);
 }
 
 static void request_free(engine_request *req) {
@@ -80,8 +84,10 @@ static void request_free(engine_request *req) {
 
 void engine_free(pagoda_model *pm) {
     for (int32_t i = 0; i < pm->n_requests; i++) {
-        for (int32_t j = 0; j < pm->requests[i]->n_seqs; j++)
+        for (int32_t j = 0; j < pm->requests[i]->n_seqs; j++) {
             if (!pm->requests[i]->seqs[j]->finished) sched_remove(pm->sched, &pm->requests[i]->seqs[j]->s);
+            spec_seq_release(pm, pm->requests[i]->seqs[j]);
+        }
         request_free(pm->requests[i]);
     }
     for (int32_t i = 0; i < pm->n_retired; i++) request_free(pm->retired[i]);
@@ -92,6 +98,7 @@ void engine_free(pagoda_model *pm) {
     free(pm->run_seqs);
     free(pm->copy_src);
     free(pm->copy_dst);
+    spec_free(pm);
     runner_free(pm->runner);
     sched_free(pm->sched);
     kv_pool_free(pm->pool);
@@ -212,6 +219,7 @@ pagoda_status pagoda_abort(pagoda_model *pm, pagoda_request_id id) {
     for (int32_t i = 0; i < req->n_seqs; i++)
         if (!req->seqs[i]->finished) {
             sched_remove(pm->sched, &req->seqs[i]->s);
+            spec_seq_release(pm, req->seqs[i]);
             req->seqs[i]->finished = true;
             req->seqs[i]->finish_reason = PAGODA_FINISH_CANCELLED;
         }
@@ -277,6 +285,7 @@ static void finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reaso
     seq->finished = true;
     seq->finish_reason = reason;
     if (seq->s.state != SCHED_SEQ_FINISHED) sched_remove(pm->sched, &seq->s);
+    spec_seq_release(pm, seq);
     seq->req->n_live--;
 }
 
@@ -290,8 +299,11 @@ static void fail(pagoda_model *pm, engine_seq *seq, pagoda_status status, const 
 
 /* Samples the next token of `seq` from its logits row and applies the stop rules. */
 static void sample_and_append(pagoda_model *pm, engine_seq *seq, const float *logits) {
+    engine_append(pm, seq, sampler_sample(seq->smp, logits));
+}
+
+void engine_append(pagoda_model *pm, engine_seq *seq, int32_t token) {
     const pagoda_sampling_params *p = &seq->req->params;
-    int32_t token = sampler_sample(seq->smp, logits);
     touch(pm, seq);
     if ((!p->ignore_eos && vocab_is_eog(pm->vocab, token)) || engine_is_stop_token(seq->req, token)) {
         finish(pm, seq, PAGODA_FINISH_STOP);
@@ -353,6 +365,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
     pm->n_retired = 0;
     pm->n_touched = 0;
     sched_output out;
+    spec_propose(pm); /* drafts join their sequences' tokens before scheduling */
     pagoda_status st = sched_schedule(pm->sched, &out);
     if (st) return st;
     for (int32_t i = 0; i < out.n_rejected; i++) {
@@ -361,6 +374,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
         else fail(pm, seq, PAGODA_ERR_CONTEXT_FULL,
                   "the request does not fit in the KV cache: give it more memory (--kv-cache-mem)");
     }
+    if (out.n_items == 0) spec_prepare(pm, &out, pm->run_seqs); /* drops drafts nobody will verify */
     if (out.n_items > 0) {
         if (!grow((void **)&pm->copy_src, &pm->cap_copies, out.n_copies, sizeof(int32_t)) ||
             !(pm->copy_dst = realloc(pm->copy_dst, sizeof(int32_t) * (size_t)(pm->cap_copies ? pm->cap_copies : 1))))
@@ -377,6 +391,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
                 .wants_logits = s->n_computed + out.items[i].n_tokens == s->n_tokens, .n_prompt = s->n_prompt,
             };
         }
+        spec_prepare(pm, &out, pm->run_seqs); /* verification rows; drafts of unscheduled sequences go */
         const float *logits;
         st = runner_run(pm->runner, pm->run_seqs, out.n_items, pm->copy_src, pm->copy_dst, out.n_copies, &logits);
         if (st) { /* nothing computed: fail what was scheduled, keep the engine usable */
@@ -391,9 +406,11 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
         pm->stats.n_steps++;
         int32_t row = 0, n_vocab = pm->weights->hp.n_vocab;
         for (int32_t i = 0; i < out.n_items; i++) {
-            if (!pm->run_seqs[i].wants_logits) continue;
             engine_seq *seq = out.items[i].seq->user;
-            const float *row_logits = logits + (size_t)row++ * (size_t)n_vocab;
+            const float *row_logits = logits + (size_t)row * (size_t)n_vocab;
+            int32_t n_rows = pm->run_seqs[i].n_logits > 0 ? pm->run_seqs[i].n_logits : pm->run_seqs[i].wants_logits;
+            row += n_rows;
+            if (spec_verify(pm, seq, row_logits, n_rows) || !pm->run_seqs[i].wants_logits) continue;
             if (seq->req->n_seqs < seq->req->n_samples) {
                 int32_t first_child = seq->req->n_seqs;
                 fork_samples(pm, seq);

@@ -6,6 +6,7 @@
 #include "backend/backend.h"     /* defines: backend */
 #include "engine/engine_sample.h" /* defines: engine_seq_sampling_init, engine_is_stop_token, ... */
 #include "engine/stop_text.h"    /* defines: stop_text */
+#include "engine/spec.h"         /* defines: spec_seq, spec_state, SPEC_MAX_DRAFT_K */
 #include "engine/text_stream.h"  /* defines: text_stream */
 #include "kv/kv_pool.h"          /* defines: kv_pool */
 #include "model/model.h"         /* defines: model, model_kv_cache */
@@ -29,10 +30,11 @@ typedef struct engine_seq {
     pagoda_finish_reason finish_reason;
     /* this step's output */
     bool in_output;
-    int32_t step_tokens[2];
+    int32_t step_tokens[SPEC_MAX_DRAFT_K + 2]; /* a speculative step emits up to draft_k + 1 */
     int32_t n_step_tokens;
     char *step_text;         /* [cap_step_text] */
     size_t n_step_text, cap_step_text;
+    spec_seq spec;           /* speculative decoding's drafts and draft-cache blocks */
     /* sampling extras (engine_sample.c) */
     stop_text stop;          /* stop strings over the released text */
     pagoda_token_logprob *step_logprobs; /* [ENGINE_STEP_SLOTS] when the request asked for logprobs */
@@ -83,10 +85,13 @@ struct pagoda_model {
     int32_t *copy_src, *copy_dst; /* [cap_copies] */
     int32_t cap_copies;
     pagoda_engine_stats stats;
+    spec_state *spec;          /* speculative decoding; NULL when off */
 };
 
 /* engine.c: sets up the KV cache, pool, scheduler and runner from pm->params (resolved). */
 pagoda_status engine_init(pagoda_model *pm);
 void engine_free(pagoda_model *pm);
+/* engine.c: appends a chosen token to seq (output, text, stop rules); spec.c emits through it. */
+void engine_append(pagoda_model *pm, engine_seq *seq, int32_t token);
 
 #endif

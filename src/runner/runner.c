@@ -18,7 +18,8 @@ struct runner {
     int32_t *query_start;   /* [max_seqs + 1] */
     int32_t *seq_lens;      /* [max_seqs] */
     int32_t *block_tables;  /* [max_seqs][max_blocks_per_seq] */
-    int32_t *logit_rows;    /* [max_seqs] */
+    int32_t *logit_rows;    /* [max_logits] */
+    int32_t max_logits;     /* max_seqs, grown for speculative verification */
     uint8_t *decode_rows;   /* [max_tokens] 1 for generated tokens */
 };
 
@@ -47,6 +48,7 @@ pagoda_status runner_init(const model *m, backend *be, model_kv_cache *kv, int32
     r->seq_lens = malloc(sizeof(int32_t) * (size_t)max_seqs);
     r->block_tables = malloc(sizeof(int32_t) * (size_t)max_seqs * (size_t)max_blocks_per_seq);
     r->logit_rows = malloc(sizeof(int32_t) * (size_t)max_seqs);
+    r->max_logits = max_seqs;
     r->decode_rows = malloc((size_t)max_tokens);
     if (!r->tokens || !r->positions || !r->slots || !r->query_start || !r->seq_lens || !r->block_tables ||
         !r->logit_rows || !r->decode_rows) {
@@ -78,13 +80,25 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
         return error_set(PAGODA_ERR_INVALID_ARGUMENT, "%d sequences exceed the runner's %d", n_seqs, r->max_seqs);
     if (n_copies > 0) r->be->kv_copy_blocks(r->be, &r->kv->view, copy_src, copy_dst, n_copies);
     if (n_seqs == 0) return PAGODA_OK;
-    int32_t block_size = r->kv->view.block_size, n_tokens = 0, n_logits = 0;
+    int32_t block_size = r->kv->view.block_size, n_tokens = 0, n_logits = 0, need_logits = 0;
+    for (int32_t s = 0; s < n_seqs; s++) need_logits += seqs[s].n_logits > 0 ? seqs[s].n_logits : seqs[s].wants_logits;
+    if (need_logits > r->max_logits) { /* grow once to the most rows a step has wanted */
+        model_workspace *ws;
+        int32_t *rows = realloc(r->logit_rows, sizeof(int32_t) * (size_t)need_logits);
+        if (!rows) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for %d logit rows", need_logits);
+        r->logit_rows = rows;
+        pagoda_status st = model_workspace_init(r->m, r->max_tokens, need_logits, &ws);
+        if (st) return st;
+        model_workspace_free(r->ws);
+        r->ws = ws;
+        r->max_logits = need_logits;
+    }
     r->query_start[0] = 0;
     for (int32_t s = 0; s < n_seqs; s++) {
         const runner_seq *q = &seqs[s];
         int32_t end = q->n_computed + q->n_new;
         if (n_tokens + q->n_new > r->max_tokens || q->n_blocks > r->max_blocks_per_seq ||
-            (int64_t)q->n_blocks * block_size < end || q->n_new < 1)
+            (int64_t)q->n_blocks * block_size < end || q->n_new < 1 || q->n_logits > q->n_new)
             return error_set(PAGODA_ERR_INVALID_ARGUMENT, "runner: sequence %d does not fit the step's limits "
                              "(%d new tokens, %d blocks)", s, q->n_new, q->n_blocks);
         for (int32_t p = q->n_computed; p < end; p++, n_tokens++) {
@@ -97,7 +111,10 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
         r->seq_lens[s] = end;
         memcpy(r->block_tables + (size_t)s * (size_t)r->max_blocks_per_seq, q->blocks,
                sizeof(int32_t) * (size_t)q->n_blocks);
-        if (q->wants_logits) r->logit_rows[n_logits++] = n_tokens - 1;
+        if (q->n_logits > 0)
+            for (int32_t i = q->n_logits; i >= 1; i--) r->logit_rows[n_logits++] = n_tokens - i;
+        else if (q->wants_logits)
+            r->logit_rows[n_logits++] = n_tokens - 1;
     }
     model_batch batch = {
         .n_tokens = n_tokens, .tokens = r->tokens, .positions = r->positions, .slot_mapping = r->slots,

@@ -6,7 +6,8 @@
  *   positions     [ 5  6  7 |  12]
  *   slot_mapping  [A.blocks[1]*4+1, A.blocks[1]*4+2, A.blocks[1]*4+3 | B.blocks[3]*4+0]
  *   query_start   [0, 3, 4]      seq_lens [8, 13]      block_tables [n_seqs][max_blocks_per_seq]
- *   logit rows    [2, 3]         (the last new row of each sequence that samples)
+ *   logit rows    [2, 3]         (the last new row of each sequence that samples, or its last
+ *                                 n_logits rows when it verifies speculative drafts)
  * It knows nothing of the scheduler: the engine describes each sequence with a runner_seq.
  */
 #ifndef PAGODA_RUNNER_H
@@ -24,6 +25,8 @@ typedef struct runner_seq {
     const int32_t *blocks;  /* [n_blocks] its block table */
     int32_t n_blocks;
     bool wants_logits;      /* return logits for its last new position */
+    int32_t n_logits;       /* > 0: return logits for its last n_logits new positions instead
+                               (speculative verification); at most n_new */
     int32_t n_prompt;       /* positions below are prompt tokens, the rest generated: the matmul kernel
                                is chosen per token from this, so results do not depend on the batch */
 } runner_seq;
@@ -37,8 +40,9 @@ pagoda_status runner_init(const model *m, backend *be, model_kv_cache *kv, int32
 void runner_free(runner *r);
 
 /* Copies blocks src[i] -> dst[i] (copy-on-write), then runs the sequences in one forward pass.
- * *out_logits: [number of sequences with wants_logits][n_vocab], in the order of `seqs`, owned by
- * the runner until the next call. Errors: PAGODA_ERR_INVALID_ARGUMENT (limits exceeded). */
+ * *out_logits: [logit rows][n_vocab], in the order of `seqs` (n_logits rows for a sequence that
+ * sets it, else one if wants_logits), owned by the runner until the next call. The workspace grows
+ * when a step wants more rows than sequences (Errors: PAGODA_ERR_OUT_OF_MEMORY). Errors: PAGODA_ERR_INVALID_ARGUMENT (limits exceeded). */
 pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, const int32_t *copy_src,
                          const int32_t *copy_dst, int32_t n_copies, const float **out_logits);
 

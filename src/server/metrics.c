@@ -88,7 +88,11 @@ bool server_metrics_render(server_metrics *m, const pagoda_engine_stats *s, int3
               scalar(out, model, "generation_tokens_total", "counter", "Number of generation tokens processed.",
                      (double)s->generated_tokens) &&
               scalar(out, model, "num_preemptions_total", "counter", "Cumulative number of preemptions.",
-                     (double)s->n_preemptions);
+                     (double)s->n_preemptions) &&
+              scalar(out, model, "spec_decode_num_draft_tokens_total", "counter",
+                     "Speculative decoding: draft tokens verified by the model.", (double)s->spec_proposed) &&
+              scalar(out, model, "spec_decode_num_accepted_tokens_total", "counter",
+                     "Speculative decoding: draft tokens accepted.", (double)s->spec_accepted);
     pthread_mutex_lock(&m->mu);
     static const char *reasons[5] = {"", "stop", "length", "abort", "error"};
     ok = ok && server_buf_puts(out, "# HELP pagoda:request_success_total Count of finished requests by reason.\n"
