@@ -63,7 +63,7 @@ typedef struct pagoda_model_params {
     const char *draft_model_path; /* a smaller GGUF sharing the vocabulary; NULL: none */
     int32_t draft_layers;         /* self-speculation: the model's own first N layers; 0: off */
     int32_t lookup_ngram;         /* prompt lookup: match the last N tokens in the context; 0: off */
-    int32_t draft_k;              /* tokens proposed per step; <= 0: 4 */
+    int32_t draft_k;              /* most tokens proposed per step (it adapts: +2 after a full acceptance, -1 after a rejection); <= 0: 4 */
 } pagoda_model_params;
 
 pagoda_model_params pagoda_model_params_default(void);
