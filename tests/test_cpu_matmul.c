@@ -165,6 +165,47 @@ static void check_many(const uint32_t *types, const int64_t *n_rows, int n, int6
     free(decode);
 }
 
+/* Exact mode (f32 activations, weights converted to f32 rows) against ref_matmul for every type:
+ * products of exact values summed in f32, so the float-path threshold (a wrong nibble order, scale
+ * or offset in a converter gives NMSE > 1e-3). */
+static void check_exact(uint32_t type, int64_t n_cols) {
+    backend *be;
+    CHECK(cpu_backend_init(2, MAX_COLS, NULL, &be) == PAGODA_OK);
+    cpu_backend_set_exact(be, true);
+    int64_t n_rows = 17, n_tokens = 3;
+    size_t row_bytes;
+    CHECK(dtype_row_bytes(type, n_cols, &row_bytes));
+    float *wf = malloc(sizeof(float) * (size_t)n_cols), *x = malloc(sizeof(float) * (size_t)(n_cols * n_tokens));
+    uint8_t *w = malloc(row_bytes * (size_t)n_rows);
+    float want[17 * 3], got[17 * 3];
+    for (int64_t r = 0; r < n_rows; r++) {
+        for (int64_t c = 0; c < n_cols; c++) wf[c] = test_rand_uniform(&rng);
+        CHECK(quantize_row(type, wf, w + (size_t)r * row_bytes, n_cols) == PAGODA_OK);
+    }
+    for (int64_t i = 0; i < n_cols * n_tokens; i++) x[i] = test_rand_uniform(&rng);
+    CHECK(ref_matmul(type, w, n_rows, n_cols, x, want, n_tokens) == PAGODA_OK);
+    backend_matrix m = {.type = type, .n_cols = n_cols, .n_rows = n_rows, .row_bytes = row_bytes, .data = w};
+    be->matmul(be, &m, x, got, n_tokens);
+    double nmse = squared_error(got, want, (size_t)(n_rows * n_tokens)) /
+                  product_energy(type, w, row_bytes, x, n_rows, n_cols, n_tokens);
+    CHECK_MSG(nmse < 1e-9, "%s exact mode, %lld columns: nmse %.3g >= 1e-9", dtype_name(type), (long long)n_cols,
+              nmse);
+    /* bit-identical to the same product on the rows dequantized by the reference (as F32 weights) */
+    float *wd = malloc(sizeof(float) * (size_t)(n_rows * n_cols)), same[17 * 3];
+    for (int64_t r = 0; r < n_rows; r++)
+        CHECK(dequant_row(type, w + (size_t)r * row_bytes, wd + r * n_cols, n_cols) == PAGODA_OK);
+    backend_matrix mf = {.type = DTYPE_F32, .n_cols = n_cols, .n_rows = n_rows,
+                         .row_bytes = sizeof(float) * (size_t)n_cols, .data = wd};
+    be->matmul(be, &mf, x, same, n_tokens);
+    CHECK_MSG(!memcmp(same, got, sizeof got), "%s exact mode: differs from the reference-dequantized rows",
+              dtype_name(type));
+    free(wd);
+    be->free(be);
+    free(wf);
+    free(x);
+    free(w);
+}
+
 /* Runs one shape on every thread count and ISA; returns the worst NMSE of one run. */
 static double check_shape(uint32_t type, int64_t n_cols, int64_t n_rows, int64_t n_tokens, double threshold) {
     size_t row_bytes;
@@ -262,6 +303,8 @@ int main(void) {
             }
         }
         check_stream_fallback(type, threshold);
+        check_exact(type, 256);
+        check_exact(type, 2048);
         double total = total_err / total_norm;
         CHECK_MSG(total < total_threshold, "%s: aggregate nmse %.3g >= %.0e", dtype_name(type), total,
                   total_threshold);

@@ -267,6 +267,43 @@ static void kernel_4x2(const float *const rows[4], int n_rows_tile, const float 
         }
 }
 
+/* 8 codes (u8 or s8 widened to i32) as floats, times d, plus m when has_min: the reference
+ * dequantizer's two roundings ((float)q * d, then + m), so the result is bit-identical to it. */
+static inline void store_scaled(float *dst, __m256i q, __m256 d, __m256 m, bool has_min) {
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+    _mm256_storeu_ps(dst, has_min ? _mm256_add_ps(v, m) : v);
+}
+
+/* Q4_0 / Q4_1 / Q8_0 rows to f32 with AVX2, bit-identical to dequant_row (exact mode's weights). */
+static void dequant_legacy_row(uint32_t type, const uint8_t *src, float *dst, int64_t n) {
+    const int block_bytes = type == DTYPE_Q4_0 ? 18 : type == DTYPE_Q4_1 ? 20 : 34;
+    for (int64_t b = 0; b < n / 32; b++, src += block_bytes, dst += 32) {
+        uint16_t h;
+        memcpy(&h, src, 2);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(h)), m = _mm256_setzero_ps();
+        if (type == DTYPE_Q8_0) {
+            for (int i = 0; i < 32; i += 8)
+                store_scaled(dst + i, _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(src + 2 + i))), d, m,
+                             false);
+            continue;
+        }
+        if (type == DTYPE_Q4_1) {
+            memcpy(&h, src + 2, 2);
+            m = _mm256_set1_ps(_cvtsh_ss(h));
+        }
+        __m128i qs = _mm_loadu_si128((const __m128i *)(src + (type == DTYPE_Q4_1 ? 4 : 2)));
+        __m128i lo = _mm_and_si128(qs, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0F));
+        __m256i offset = _mm256_set1_epi32(type == DTYPE_Q4_0 ? 8 : 0);
+        __m128i halves[2] = {lo, hi}; /* elements 0..15: low nibbles, 16..31: high nibbles */
+        for (int k = 0; k < 2; k++) {
+            __m256i q0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(halves[k]), offset);
+            __m256i q1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(halves[k], 8)), offset);
+            store_scaled(dst + 16 * k, q0, d, m, type == DTYPE_Q4_1);
+            store_scaled(dst + 16 * k + 8, q1, d, m, type == DTYPE_Q4_1);
+        }
+    }
+}
+
 /* One row as f32: in place for F32, else converted into dst. */
 static const float *row_as_f32(const backend_matrix *w, int64_t r, float *dst) {
     const uint8_t *src = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
@@ -293,6 +330,11 @@ static const float *row_as_f32(const backend_matrix *w, int64_t r, float *dst) {
             memcpy(&h, src + 2 * i, 2);
             dst[i] = bf16_to_fp32(h);
         }
+        return dst;
+    case DTYPE_Q4_0:
+    case DTYPE_Q4_1:
+    case DTYPE_Q8_0:
+        dequant_legacy_row(w->type, src, dst, n);
         return dst;
     default:
         dequant_row(w->type, src, dst, n); /* the type was validated at model load */
