@@ -14,6 +14,7 @@
 #include "core/dtype.h"            /* defines: DTYPE_F16, DTYPE_F32, DTYPE_BF16 */
 #include "core/error.h"            /* defines: error_set */
 #include "engine/engine_internal.h"
+#include "engine/search.h"         /* defines: search_init, search_on_step, search_advance_all */
 
 /* ---- Set-up ---------------------------------------------------------------------------------------- */
 static int64_t available_memory_bytes(void) {
@@ -74,6 +75,7 @@ static void request_free(engine_request *req) {
     }
     free(req->seqs);
     free(req->error);
+    search_free(req->search);
     free(req);
 }
 
@@ -151,12 +153,14 @@ pagoda_status pagoda_add_request(pagoda_model *pm, const int32_t *prompt, size_t
     pagoda_status st = sampler_params_check(&check);
     if (st) return st;
     if (params->n > 1024) return error_set(PAGODA_ERR_INVALID_ARGUMENT, "n must be at most 1024 (got %d)", params->n);
+    if ((st = search_check(pm, params))) return st;
     if (!grow((void **)&pm->requests, &pm->cap_requests, pm->n_requests + 1, sizeof *pm->requests))
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the request");
     engine_request *req = calloc(1, sizeof *req);
     if (!req) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the request");
     req->params = *params;
     req->n_samples = params->n > 0 ? params->n : 1;
+    if (search_kind_of(params)) req->n_samples = search_n_seqs(params); /* beams / candidates */
     req->n_prompt = (int32_t)n_prompt;
     req->seqs = calloc((size_t)req->n_samples, sizeof *req->seqs);
     engine_seq *seq = req->seqs ? seq_new(pm, req, 0, prompt, (int32_t)n_prompt) : NULL;
@@ -165,7 +169,7 @@ pagoda_status pagoda_add_request(pagoda_model *pm, const int32_t *prompt, size_t
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the request");
     }
     seq->s.priority = priority;
-    if ((st = sched_add(pm->sched, &seq->s))) {
+    if ((search_kind_of(params) && (st = search_init(pm, req))) || (st = sched_add(pm->sched, &seq->s))) {
         request_free(req);
         return st;
     }
@@ -310,7 +314,8 @@ static pagoda_status build_outputs(pagoda_model *pm) {
         engine_seq *seq = pm->touched[i];
         seq->in_output = false;
         pm->outputs[pm->n_outputs++] = (pagoda_output){
-            .id = seq->req->id, .index = seq->index, .tokens = seq->step_tokens, .n_tokens = (size_t)seq->n_step_tokens,
+            .id = seq->req->id, .index = seq->index, .n_tokens = (size_t)seq->n_step_tokens,
+            .tokens = seq->step_tokens_ext ? seq->step_tokens_ext : seq->step_tokens,
             .text = seq->step_text ? seq->step_text : "", .text_len = seq->n_step_text, .finished = seq->finished,
             .finish_reason = seq->finish_reason, .error_message = seq->req->error,
             .error_status = seq->req->error_status,
@@ -355,6 +360,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
                 .blocks = kv_block_table_ids(&s->table), .n_blocks = kv_block_table_n_blocks(&s->table),
                 .wants_logits = s->n_computed + out.items[i].n_tokens == s->n_tokens,
             };
+            if (((engine_seq *)s->user)->req->search) search_prepare_run(s->user, &pm->run_seqs[i]);
         }
         const float *logits;
         st = runner_run(pm->runner, pm->run_seqs, out.n_items, pm->copy_src, pm->copy_dst, out.n_copies, &logits);
@@ -368,11 +374,14 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
         sched_update_computed(pm->sched, &out);
         pm->stats.computed_tokens += (uint64_t)out.n_tokens;
         pm->stats.n_steps++;
+        search_on_step(pm, out.items, pm->run_seqs, out.n_items, logits, runner_hidden(pm->runner),
+                       runner_layers(pm->runner));
         int32_t row = 0, n_vocab = pm->weights->hp.n_vocab;
         for (int32_t i = 0; i < out.n_items; i++) {
             if (!pm->run_seqs[i].wants_logits) continue;
             engine_seq *seq = out.items[i].seq->user;
             const float *row_logits = logits + (size_t)row++ * (size_t)n_vocab;
+            if (seq->req->search) continue; /* search_on_step took it */
             if (seq->req->n_seqs < seq->req->n_samples) {
                 int32_t first_child = seq->req->n_seqs;
                 fork_samples(pm, seq);
@@ -382,8 +391,17 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
             sample_and_append(pm, seq, row_logits);
         }
     }
+    search_advance_all(pm);
     if ((st = build_outputs(pm))) return st;
     *outputs = pm->outputs;
     *n_outputs = (size_t)pm->n_outputs;
     return PAGODA_OK;
 }
+
+/* ---- For the search strategies (engine/search.c) ----------------------------------------------------- */
+engine_seq *engine_seq_new(pagoda_model *pm, engine_request *req, int32_t index, const int32_t *tokens, int32_t n) {
+    return seq_new(pm, req, index, tokens, n);
+}
+void engine_touch(pagoda_model *pm, engine_seq *seq) { touch(pm, seq); }
+bool engine_step_text_append(engine_seq *seq, const char *text, size_t n) { return step_text_append(seq, text, n); }
+void engine_finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reason) { finish(pm, seq, reason); }

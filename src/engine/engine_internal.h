@@ -29,6 +29,7 @@ typedef struct engine_seq {
     bool in_output;
     int32_t step_tokens[2];
     int32_t n_step_tokens;
+    const int32_t *step_tokens_ext; /* when set: this step's n_step_tokens tokens (a finished beam's) */
     char *step_text;         /* [cap_step_text] */
     size_t n_step_text, cap_step_text;
 } engine_seq;
@@ -43,6 +44,7 @@ struct engine_request {
     int32_t n_live;          /* not yet finished */
     char *error;             /* why it failed, when it did */
     pagoda_status error_status;
+    struct search_state *search; /* beam / contrastive / DoLa (engine/search.h); NULL: sampling */
 };
 
 struct pagoda_model {
@@ -76,5 +78,12 @@ struct pagoda_model {
 /* engine.c: sets up the KV cache, pool, scheduler and runner from pm->params (resolved). */
 pagoda_status engine_init(pagoda_model *pm);
 void engine_free(pagoda_model *pm);
+
+/* engine.c, for the search strategies (engine/search.c): a new sequence of req (not yet scheduled),
+ * step output bookkeeping, and finishing a sequence (removing it from the scheduler). */
+engine_seq *engine_seq_new(pagoda_model *pm, engine_request *req, int32_t index, const int32_t *tokens, int32_t n);
+void engine_touch(pagoda_model *pm, engine_seq *seq);
+bool engine_step_text_append(engine_seq *seq, const char *text, size_t n);
+void engine_finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reason);
 
 #endif

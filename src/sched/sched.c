@@ -246,7 +246,7 @@ pagoda_status sched_schedule(sched *s, sched_output *out) {
     while (budget > 0 && s->waiting.n > 0 && s->running.n < s->config.max_seqs) {
         sched_seq *seq = s->waiting.items[0];
         bool first_admission = seq->n_preemptions == 0 && seq->admitted == 0 && seq->n_computed == 0;
-        int32_t cached = kv_pool_match_prefix(s->pool, seq->tokens, seq->n_tokens, &seq->table);
+        int32_t cached = seq->no_prefix_match ? 0 : kv_pool_match_prefix(s->pool, seq->tokens, seq->n_tokens, &seq->table);
         seq->n_computed = cached;
         int32_t need = seq->n_tokens - seq->n_computed;
         int32_t n = need < budget ? need : budget;

@@ -52,6 +52,8 @@ typedef struct sched_seq {
     sched_seq_state state;
     kv_block_table table;    /* its blocks */
     void *user;              /* the engine's per-sequence state */
+    bool no_prefix_match;    /* compute every token at admission, reusing no cached prefix (contrastive
+                                search needs the hidden state of every prompt position) */
 } sched_seq;
 
 /* One scheduled sequence: compute tokens [seq->n_computed, seq->n_computed + n_tokens) this step. */

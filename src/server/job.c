@@ -43,6 +43,7 @@ static void job_free(server_job *job) {
     for (size_t i = 0; i < job->n_stop; i++) free(job->stop[i]);
     free(job->stop);
     free(job->prompt);
+    free(job->dola_layers);
     pthread_cond_destroy(&job->cv);
     pthread_mutex_destroy(&job->mu);
     free(job);
@@ -63,7 +64,9 @@ server_job *server_job_new(const int32_t *prompt, size_t n_prompt, const pagoda_
     job->samples = calloc((size_t)job->n_samples, sizeof *job->samples);
     job->prompt = malloc((n_prompt ? n_prompt : 1) * sizeof *prompt);
     job->stop = n_stop ? calloc(n_stop, sizeof *job->stop) : NULL;
-    bool ok = job->samples && job->prompt && (!n_stop || job->stop);
+    job->dola_layers = sp->dola_layers ? strdup(sp->dola_layers) : NULL;
+    job->sampling.dola_layers = job->dola_layers;
+    bool ok = job->samples && job->prompt && (!n_stop || job->stop) && (!sp->dola_layers || job->dola_layers);
     for (size_t i = 0; ok && i < n_stop; i++) {
         if (!(job->stop[i] = strdup(stop[i]))) ok = false;
         else job->n_stop = i + 1;

@@ -96,8 +96,8 @@ static const struct {
 } unsupported[] = {
     {"top_logprobs", N_ZERO}, {"presence_penalty", N_ZERO}, {"frequency_penalty", N_ZERO},
     {"repetition_penalty", N_ONE}, {"logit_bias", N_EMPTY}, {"echo", N_FALSE}, {"suffix", N_EMPTY},
-    {"tools", N_EMPTY}, {"functions", N_EMPTY}, {"use_beam_search", N_FALSE}, {"min_tokens", N_ZERO},
-    {"length_penalty", N_ONE}, {"stop_token_ids", N_EMPTY}, {"include_stop_str_in_output", N_FALSE},
+    {"tools", N_EMPTY}, {"functions", N_EMPTY}, {"min_tokens", N_ZERO},
+    {"stop_token_ids", N_EMPTY}, {"include_stop_str_in_output", N_FALSE},
     {"skip_special_tokens", N_TRUE}, {"prompt_logprobs", N_NULL}, {"guided_json", N_NULL},
     {"guided_regex", N_NULL}, {"guided_choice", N_NULL}, {"guided_grammar", N_NULL}, {"prediction", N_NULL},
     {"audio", N_NULL}, {"chat_template", N_NULL}, {"continue_final_message", N_FALSE},
@@ -128,7 +128,8 @@ static bool check_unsupported(json_t *root, server_request_kind kind, int64_t n,
     json_t *v = json_object_get(root, "logprobs");
     if (v && !json_is_null(v) && !json_is_false(v)) return BAD(err, "logprobs", "'logprobs' is not supported yet");
     v = json_object_get(root, "best_of");
-    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == n))
+    if (v && !json_is_null(v) && !json_is_true(json_object_get(root, "use_beam_search")) &&
+        !(json_is_integer(v) && json_integer_value(v) == n))
         return BAD(err, "best_of", "'best_of' is not supported yet (only best_of equal to n)");
     const char *choices[] = {"tool_choice", "function_call"};
     for (int i = 0; i < 2; i++) {
@@ -270,6 +271,49 @@ static bool parse_stop(json_t *v, server_request *r, server_error *err) {
     return true;
 }
 
+/* ---- Search strategies (engine/search.h): beams, contrastive search, DoLa ------------------------------ */
+static bool parse_search(json_t *root, server_request *r, server_error *err) {
+    pagoda_sampling_params *sp = &r->sampling;
+    long long beams = 1, best_of = 0;
+    double length_penalty = 1, alpha = 0;
+    bool use_beam_search = false;
+    if (!opt_int(root, "num_beams", 1, SERVER_MAX_N, &beams, NULL, err) ||
+        !opt_bool(root, "use_beam_search", &use_beam_search, err) ||
+        !opt_int(root, "best_of", 1, SERVER_MAX_N, &best_of, NULL, err) ||
+        !opt_number(root, "length_penalty", -1e6, 1e6, false, &length_penalty, err) ||
+        !opt_bool(root, "early_stopping", &sp->early_stopping, err) ||
+        !opt_number(root, "penalty_alpha", 0, 1, false, &alpha, err))
+        return false;
+    if (use_beam_search) beams = best_of > 0 ? best_of : sp->n; /* vLLM's older beam API */
+    if (beams > 1 && sp->n > beams)
+        return BAD(err, "n", "'n' (%d) must not exceed 'num_beams' (%lld): beam search returns the n best beams",
+                   sp->n, beams);
+    if (alpha > 0 && sp->top_k < 2)
+        return BAD(err, "penalty_alpha", "'penalty_alpha' (contrastive search) needs 'top_k' >= 2");
+    sp->num_beams = (int32_t)beams;
+    sp->length_penalty = (float)length_penalty;
+    sp->penalty_alpha = (float)alpha;
+    json_t *v = json_object_get(root, "dola_layers");
+    if (!v || json_is_null(v)) return true;
+    char buf[512];
+    size_t len = 0;
+    if (json_is_string(v) && (!strcmp(json_string_value(v), "low") || !strcmp(json_string_value(v), "high"))) {
+        len = (size_t)snprintf(buf, sizeof buf, "%s", json_string_value(v));
+    } else if (json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= 64) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *e = json_array_get(v, i);
+            if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > 100000)
+                return BAD(err, "dola_layers", "'dola_layers' entries must be layer indices >= 0");
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%lld", i ? "," : "", json_integer_value(e));
+        }
+    } else {
+        return BAD(err, "dola_layers", "'dola_layers' must be \"low\", \"high\" or an array of layer indices");
+    }
+    if (!(r->dola_layers = dup_bytes(buf, len))) return NO_MEMORY(err);
+    sp->dola_layers = r->dola_layers;
+    return true;
+}
+
 /* ---- Sampling ------------------------------------------------------------------------------------- */
 static bool parse_generation(json_t *root, server_request *r, server_error *err) {
     pagoda_sampling_params *sp = &r->sampling;
@@ -314,7 +358,8 @@ static bool parse_generation(json_t *root, server_request *r, server_error *err)
     sp->seed = (uint64_t)seed;
     sp->max_tokens = (int32_t)max_tokens;
     r->priority = (int32_t)priority;
-    return check_unsupported(root, r->kind, n, err) && parse_stop(json_object_get(root, "stop"), r, err);
+    return check_unsupported(root, r->kind, n, err) && parse_search(root, r, err) &&
+           parse_stop(json_object_get(root, "stop"), r, err);
 }
 
 /* ---- Entry point ---------------------------------------------------------------------------------- */
@@ -386,5 +431,6 @@ void server_request_free(server_request *r) {
     free(r->messages);
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
+    free(r->dola_layers);
     memset(r, 0, sizeof *r);
 }

@@ -6,7 +6,9 @@
  *   model, prompt (string, token ids, or a one-element array of either) | messages (role
  *   system/developer/user/assistant; content a string or text parts), stream,
  *   stream_options.include_usage, max_tokens / max_completion_tokens, temperature, top_p, top_k,
- *   min_p, n, seed, stop (string or strings), ignore_eos, priority, add_generation_prompt (chat).
+ *   min_p, n, seed, stop (string or strings), ignore_eos, priority, add_generation_prompt (chat),
+ *   search strategies: num_beams (or use_beam_search with best_of), length_penalty, early_stopping,
+ *   penalty_alpha (with top_k), dola_layers ("low", "high" or an array of layer indices).
  *   Parameters the engine cannot honour yet (logprobs, top_logprobs, presence/frequency/repetition
  *   penalties, logit_bias, echo, suffix, best_of, tools, response_format json, ...) give a 400
  *   "... is not supported yet", unless their value is the neutral default. Unknown fields are
@@ -66,6 +68,7 @@ typedef struct server_request {
     int32_t priority;
     char **stop;                      /* [n_stop] non-empty stop strings, owned */
     size_t n_stop;
+    char *dola_layers;                /* owned; sampling.dola_layers points at it */
 } server_request;
 
 /* Parses and validates a request body of `kind`. On success fills *out (release it with
