@@ -82,6 +82,7 @@ pagoda_status beam_init(pagoda_model *pm, engine_request *req, beam_state **out)
         !b->hyp_tokens)
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for beam search");
     for (int32_t i = 0; i <= n; i++) b->hyps[i].tokens = b->hyp_tokens + (size_t)i * (size_t)b->max_new;
+    req->seqs[0]->s.reserve_slots = n - 1; /* admission keeps room for the beams */
     return PAGODA_OK;
 }
 
@@ -187,7 +188,7 @@ void beam_advance(pagoda_model *pm, engine_request *req) {
     int32_t nb = b->n_beams, m = b->per_beam, n_merged = 0;
     for (int32_t s = 0; s < b->n_live; s++)
         if (!b->ready[s] || !search_seq_computed(req->seqs[s])) return; /* a beam's forward is pending */
-    if (nb - b->n_live > search_room(pm)) return; /* the first step forks: wait for running slots */
+    if (nb - b->n_live > search_room(pm, req->seqs[0])) return; /* the first step forks: wait for slots */
     for (int32_t s = 0; s < b->n_live; s++) {
         memcpy(b->merged + n_merged, b->cands + (size_t)s * (size_t)m, sizeof *b->merged * (size_t)m);
         n_merged += m;
@@ -229,6 +230,7 @@ void beam_advance(pagoda_model *pm, engine_request *req) {
     }
     for (int32_t s = 0; s < b->n_live; s++)
         if (!is_used[s]) sched_remove(pm->sched, &req->seqs[s]->s); /* a dead beam: its blocks are freed */
+    req->seqs[0]->s.reserve_slots = 0; /* the beams now run: they hold the slots the prompt reserved */
     int32_t next_free = 0;
     pagoda_status st = PAGODA_OK;
     for (int32_t j = 0; j < n_chosen && !st; j++) {

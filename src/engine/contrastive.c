@@ -68,6 +68,7 @@ pagoda_status contrastive_init(pagoda_model *pm, engine_request *req, contrastiv
         !c->cand_ready || !c->probs)
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for contrastive search");
     req->seqs[0]->s.no_prefix_match = true;
+    req->seqs[0]->s.reserve_slots = k; /* admission keeps room for the candidates */
     return PAGODA_OK;
 }
 
@@ -210,8 +211,10 @@ void contrastive_advance(pagoda_model *pm, engine_request *req) {
             return;
         }
         c->phase = CONTRASTIVE_READY;
+        main_seq->s.reserve_slots = c->k;
     }
-    if (c->phase != CONTRASTIVE_READY || !search_seq_computed(main_seq) || search_room(pm) < c->k) return;
+    if (c->phase != CONTRASTIVE_READY || !search_seq_computed(main_seq) || search_room(pm, main_seq) < c->k) return;
+    main_seq->s.reserve_slots = 0; /* the candidates hold the reserved slots while they run */
     for (int32_t i = 0; i < c->k; i++) {
         pagoda_status st = search_fork(pm, main_seq, req->seqs[1 + i], c->top_ids[i]);
         if (st) {

@@ -194,7 +194,10 @@ bool search_seq_computed(const engine_seq *seq) {
     return seq->s.state == SCHED_SEQ_RUNNING && seq->s.n_computed == seq->s.n_tokens;
 }
 
-int32_t search_room(const pagoda_model *pm) { return pm->params.max_seqs - sched_n_running(pm->sched); }
+int32_t search_room(const pagoda_model *pm, const engine_seq *seq) {
+    return pm->params.max_seqs - sched_n_slots_used(pm->sched) +
+           (seq->s.state == SCHED_SEQ_RUNNING ? seq->s.reserve_slots : 0);
+}
 
 void search_log_softmax(const float *logits, int32_t n, float *out) {
     float max = logits[0];

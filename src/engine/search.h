@@ -66,8 +66,9 @@ void search_retire_seq(pagoda_model *pm, engine_seq *seq);
 pagoda_status search_fork(pagoda_model *pm, engine_seq *parent, engine_seq *child, int32_t token);
 /* Whether `seq` is running with every token computed (its results are current). */
 bool search_seq_computed(const engine_seq *seq);
-/* Running sequences the scheduler may still take before reaching max_seqs. */
-int32_t search_room(const pagoda_model *pm);
+/* Sequences `seq` may fork without the running ones exceeding max_seqs: the free slots plus the
+ * slots seq reserved (sched_seq.reserve_slots, counted at admission so that forks find room). */
+int32_t search_room(const pagoda_model *pm, const engine_seq *seq);
 /* log-softmax of a logits row into out (n_vocab), as torch does it in float32. */
 void search_log_softmax(const float *logits, int32_t n, float *out);
 
