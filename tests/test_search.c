@@ -73,7 +73,8 @@ static bool load_cases(const char *path) {
     char *text = test_read_file(path, &len);
     if (!text) return false;
     search_case *c = NULL;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    char *save_line;
+    for (char *line = strtok_r(text, "\n", &save_line); line; line = strtok_r(NULL, "\n", &save_line)) {
         if (strncmp(line, "case ", 5) == 0 && n_cases < MAX_CASES) {
             c = &cases[n_cases++];
             memset(c, 0, sizeof *c);
@@ -93,7 +94,7 @@ static bool load_cases(const char *path) {
         }
     }
     free(text);
-    return n_cases > 0;
+    return true;
 }
 
 static pagoda_sampling_params case_params(const search_case *c) {
@@ -120,15 +121,15 @@ typedef struct result {
     bool finished[MAX_OUTS];
 } result;
 
-/* Runs cases[first..first+count) together; returns the peak KV blocks in use. */
-static int64_t run_cases(pagoda_model *m, int first, int count, result *res) {
+/* Runs cases[which[0..count)] together; returns the peak KV blocks in use. */
+static int64_t run_cases(pagoda_model *m, const int *which, int count, result *res) {
     pagoda_request_id ids[MAX_CASES];
     memset(res, 0, sizeof *res * (size_t)count);
     for (int i = 0; i < count; i++) {
-        pagoda_sampling_params p = case_params(&cases[first + i]);
-        pagoda_status st = pagoda_add_request(m, cases[first + i].prompt, (size_t)cases[first + i].n_prompt, &p, 0,
-                                              &ids[i]);
-        CHECK_MSG(st == PAGODA_OK, "add %s: %s", cases[first + i].desc, pagoda_last_error());
+        const search_case *c = &cases[which[i]];
+        pagoda_sampling_params p = case_params(c);
+        pagoda_status st = pagoda_add_request(m, c->prompt, (size_t)c->n_prompt, &p, 0, &ids[i]);
+        CHECK_MSG(st == PAGODA_OK, "add %s: %s", c->desc, pagoda_last_error());
     }
     int64_t peak = 0;
     for (int steps = 0; pagoda_has_unfinished(m) && steps < 100000; steps++) {
@@ -147,11 +148,11 @@ static int64_t run_cases(pagoda_model *m, int first, int count, result *res) {
             if (i == count || outs[o].index < 0 || outs[o].index >= MAX_OUTS) continue;
             result *r = &res[i];
             int k = outs[o].index;
-            CHECK_MSG(!r->finished[k], "%s: output %d after it finished", cases[first + i].desc, k);
+            CHECK_MSG(!r->finished[k], "%s: output %d after it finished", cases[which[i]].desc, k);
             for (size_t t = 0; t < outs[o].n_tokens && r->n[k] < MAX_IDS; t++) r->ids[k][r->n[k]++] = outs[o].tokens[t];
             if (outs[o].finished) {
                 r->finished[k] = true;
-                CHECK_MSG(outs[o].finish_reason != PAGODA_FINISH_ERROR, "%s: %s", cases[first + i].desc,
+                CHECK_MSG(outs[o].finish_reason != PAGODA_FINISH_ERROR, "%s: %s", cases[which[i]].desc,
                           outs[o].error_message ? outs[o].error_message : "error");
             }
         }
@@ -211,6 +212,8 @@ int main(void) {
     if (!f) test_skip("%s is absent (scripts/fetch_model.sh fetches it)", path);
     fclose(f);
     CHECK_MSG(load_cases("tests/fixtures/search/smollm2_search.txt"), "cannot read the fixtures");
+    /* beams ending with <|im_end|> at different lengths: length_penalty and early_stopping decide */
+    CHECK_MSG(load_cases("tests/fixtures/search/smollm2_search_eos.txt"), "cannot read the EOS fixtures");
     if (n_cases == 0) return test_finish();
 
     pagoda_model_params mp = pagoda_model_params_default();
@@ -227,15 +230,14 @@ int main(void) {
     int32_t block_size = mp.kv_block_size;
 
     static result res[MAX_CASES];
-    int first_beam = -1, n_beam = 0, n_failed_greedy = 0;
+    int beams[MAX_CASES], n_beam = 0, n_failed_greedy = 0;
     for (int i = 0; i < n_cases; i++) {
         const search_case *c = &cases[i];
-        int64_t peak = run_cases(m, i, 1, &res[i]);
+        int64_t peak = run_cases(m, &i, 1, &res[i]);
         bool ok = check_result(c, &res[i], "alone");
         if (strcmp(c->kind, "greedy") == 0) n_failed_greedy += !ok;
         if (strcmp(c->kind, "beam") == 0) {
-            if (first_beam < 0) first_beam = i;
-            n_beam++;
+            beams[n_beam++] = i;
             /* shared prompt blocks + each beam's own blocks (its partial prompt block copied on
              * write plus what it generates); copying caches would need num_beams whole sequences */
             int64_t prompt_blocks = (c->n_prompt + block_size - 1) / block_size;
@@ -256,8 +258,8 @@ int main(void) {
     /* every beam case at once: beams of different requests share steps and wait for slots */
     if (n_beam > 0) {
         static result together[MAX_CASES];
-        run_cases(m, first_beam, n_beam, together);
-        for (int i = 0; i < n_beam; i++) check_result(&cases[first_beam + i], &together[i], "batched");
+        run_cases(m, beams, n_beam, together);
+        for (int i = 0; i < n_beam; i++) check_result(&cases[beams[i]], &together[i], "batched");
         pagoda_engine_stats es;
         pagoda_get_stats(m, &es);
         CHECK_MSG(es.kv_blocks_used == 0, "%lld blocks still used after the batch", (long long)es.kv_blocks_used);

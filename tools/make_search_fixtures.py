@@ -5,7 +5,9 @@ on SmolLM2-135M-Instruct (Q4_1 GGUF dequantised to float32 by transformers' GGUF
 Needs torch and a transformers that still ships contrastive search and DoLa in generation/utils.py
 (they moved to Hub repos in 4.56; this was made with 4.52.4):
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch "transformers==4.52.4" gguf numpy
-    /tmp/hfenv/bin/python tools/make_search_fixtures.py [MODEL.gguf]
+    /tmp/hfenv/bin/python tools/make_search_fixtures.py [MODEL.gguf|-] [main,eos]
+("main": greedy, beam, contrastive and DoLa cases -> smollm2_search.txt; "eos": beam cases with short
+answers, where length_penalty and early_stopping matter -> smollm2_search_eos.txt)
 
 Fixture format (one case per block; token ids are space-separated):
     case <kind> key=value ...        kind: greedy | beam | contrastive | dola
@@ -21,7 +23,7 @@ import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-MODEL = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser(
+MODEL = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "-" else os.path.expanduser(
     "~/.cache/pagoda/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "search")
 EOS = [2, 0]
@@ -51,6 +53,15 @@ def strip(ids, n_prompt, n_valid=None):
     return gen
 
 
+EOS_PROMPTS = [  # short answers: beams end with <|im_end|> at different lengths, so length_penalty and
+    # early_stopping decide between hypotheses
+    "What is 2+2? Answer with one number.",
+    "Say hello.",
+    "Is the sky blue? Answer yes or no.",
+    "Name one fruit.",
+]
+
+
 def main():
     torch.manual_seed(0)
     d, f = os.path.split(MODEL)
@@ -75,6 +86,19 @@ def main():
         cases.append((kind, desc + f" max_tokens={max_new}", ids, outs))
         print(kind, desc, [tok.decode(o) for o in outs], flush=True)
 
+    groups = sys.argv[2].split(",") if len(sys.argv) > 2 else ["main", "eos"]
+    if "eos" in groups:
+        eos_cases = []
+        saved, cases = cases, eos_cases
+        for ids in [chat(tok, p) for p in EOS_PROMPTS[:3]]:
+            for nb, lp, es, n in [(3, -1.0, False, 2), (3, 2.0, False, 2), (4, 0.5, True, 3), (4, 1.0, False, 1),
+                                  (2, 3.0, True, 1)]:
+                run("beam", ids, 40, f"num_beams={nb} length_penalty={lp} early_stopping={int(es)} n={n}",
+                    num_beams=nb, length_penalty=lp, early_stopping=es, num_return_sequences=n)
+        write(os.path.join(OUT, "smollm2_search_eos.txt"), eos_cases)
+        cases = saved
+    if "main" not in groups:
+        return
     for ids in prompts:
         run("greedy", ids, 24, "")
     beam_cfgs = [
@@ -93,8 +117,11 @@ def main():
         for ids in prompts[:3]:
             run("dola", ids, 24, f"dola_layers={layers}", dola_layers=dl, repetition_penalty=None)
 
+    write(os.path.join(OUT, "smollm2_search.txt"), cases)
+
+
+def write(path, cases):
     os.makedirs(OUT, exist_ok=True)
-    path = os.path.join(OUT, "smollm2_search.txt")
     with open(path, "w") as fh:
         fh.write("# made by tools/make_search_fixtures.py (transformers %s, torch %s) from %s\n"
                  % (__import__("transformers").__version__, torch.__version__, os.path.basename(MODEL)))
