@@ -152,7 +152,7 @@ pagoda_sampling_params pagoda_sampling_params_default(void); /* temperature 0.8,
                                                               length_penalty 1, the rest off */
 
 typedef enum pagoda_finish_reason {
-    PAGODA_FINISH_STOP,      /* an end-of-generation token */
+    PAGODA_FINISH_STOP,      /* an end-of-generation token, a stop token id or a stop string */
     PAGODA_FINISH_LENGTH,    /* max_tokens reached, or the context (or the KV cache) is full */
     PAGODA_FINISH_CANCELLED, /* the callback asked to stop, or the request was aborted */
     PAGODA_FINISH_ERROR,     /* the request failed: see pagoda_output.error_message */

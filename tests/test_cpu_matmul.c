@@ -11,6 +11,8 @@
  * n_tokens 1..3 take the fused few-token kernels (cpu_quant_dot_decode*.c), more tokens the tile
  * kernels (cpu_quant_dot.c, cpu_quant_dot_avx512.c).
  * A backend whose max_cols is smaller than the rows exercises the streaming fallback.
+ * Batch invariance (matmul_rows, check_invariance): every token's row bit-identical alone and in any
+ * batch, for decode-marked (fused) and prompt-marked (tiled) tokens.
  *
  * The MSE is normalised by the mean of sum_c (w[r][c] x[t][c])^2, not of y^2: a single dot product
  * may cancel to nearly 0 while its rounding error does not, so y^2 would make the metric depend on
@@ -88,6 +90,32 @@ static double squared_error(const float *got, const float *want, size_t n) {
 /* Per weight type: squared errors and energies summed over every case (the aggregate NMSE). */
 static double total_err, total_norm;
 
+/* Batch invariance: matmul_rows with tokens marked decode or prompt at random is as accurate as
+ * matmul, and each token's row is bit-identical to that token computed alone (with its mark) on
+ * another thread count: a token's result must not depend on the rest of the batch. */
+static void check_invariance(uint32_t type, const backend_matrix *m, const float *x, const float *want, double norm,
+                             int64_t n_tokens, int isa, double threshold) {
+    int64_t n_rows = m->n_rows, n_cols = m->n_cols;
+    uint8_t *decode = malloc((size_t)n_tokens);
+    float *got = malloc(sizeof(float) * (size_t)(n_rows * n_tokens)), *alone = malloc(sizeof(float) * (size_t)n_rows);
+    for (int64_t t = 0; t < n_tokens; t++) decode[t] = (uint8_t)(test_rand_u64(&rng) % 2);
+    backends[2]->matmul_rows(backends[2], m, x, got, n_tokens, decode);
+    double nmse = squared_error(got, want, (size_t)(n_rows * n_tokens)) / norm;
+    CHECK_MSG(nmse < threshold, "%s cols %lld rows %lld tokens %lld %s matmul_rows: nmse %.3g >= %.3g",
+              dtype_name(type), (long long)n_cols, (long long)n_rows, (long long)n_tokens,
+              isa == CPU_ISA_AVX2 ? "AVX2" : "AVX-512", nmse, threshold);
+    for (int64_t t = 0; t < n_tokens; t++) {
+        backends[1 + t % 3]->matmul_rows(backends[1 + t % 3], m, x + t * n_cols, alone, 1, decode + t);
+        CHECK_MSG(memcmp(alone, got + t * n_rows, sizeof(float) * (size_t)n_rows) == 0,
+                  "%s cols %lld rows %lld %s: token %lld of %lld (%s) differs from the same token alone",
+                  dtype_name(type), (long long)n_cols, (long long)n_rows, isa == CPU_ISA_AVX2 ? "AVX2" : "AVX-512",
+                  (long long)t, (long long)n_tokens, decode[t] ? "decode" : "prompt");
+    }
+    free(decode);
+    free(got);
+    free(alone);
+}
+
 /* Runs one shape on every thread count and ISA; returns the worst NMSE of one run. */
 static double check_shape(uint32_t type, int64_t n_cols, int64_t n_rows, int64_t n_tokens, double threshold) {
     size_t row_bytes;
@@ -125,6 +153,7 @@ static double check_shape(uint32_t type, int64_t n_cols, int64_t n_rows, int64_t
             for (int i = 0; i < N_CANARY; i++) canaries_ok &= got[n_rows * n_tokens + i] == CANARY;
             CHECK_MSG(canaries_ok, "%s: write past the end of y", dtype_name(type));
         }
+        if (n_tokens <= 64) check_invariance(type, &m, x, want, norm, n_tokens, isa, threshold);
     }
     free(wf);
     free(w);

@@ -5,8 +5,12 @@
  * sequences are a shuffled permutation of a pool that also has unused blocks, every element not
  * holding a token of some sequence (unused blocks, the tail of a last block) is NaN, and the output
  * is NaN-filled (with guard words around it) before each run, so reading a wrong slot or leaving a
- * row unwritten shows up as a NaN. Kernels run with 1, 2 and 3 threads, and once more on one thread
- * told to split decodes as for 16 (every split / reduce path without needing 16 cores).
+ * row unwritten shows up as a NaN. Kernels run with 1, 2 and 3 threads; contexts past 256 keys take
+ * the split / reduce path.
+ *
+ * Batch invariance (test_batch_invariance): one query row's output must be bit-identical whether it
+ * is a decode alone, a decode among other sequences, or the last row of a prefill chunk of any
+ * length, on any thread count.
  *
  * The reference reads the same rounded cache values (F16/BF16 converted exactly) and accumulates in
  * double, so the only error is the kernel's f32 arithmetic: scores are f32 dot products (relative
@@ -39,9 +43,8 @@
 
 static uint64_t rng;
 
-enum { N_RUNS = 4, GUARD = 16, MAX_SEQS_PER_PASS = 16, MAX_N_HEAD = 64 };
-static const int RUN_THREADS[N_RUNS] = {1, 2, 3, 1};
-static const int RUN_SPLIT[N_RUNS] = {0, 0, 0, 16}; /* split decodes as for this many threads (0: own) */
+enum { N_RUNS = 3, GUARD = 16, MAX_SEQS_PER_PASS = 16, MAX_N_HEAD = 64 };
+static const int RUN_THREADS[N_RUNS] = {1, 2, 3};
 static threadpool *pools[N_RUNS];
 static cpu_paged_attention *workspaces[N_RUNS];
 
@@ -234,10 +237,9 @@ static void attention_case(int hd, int n_head, int n_kv_head, uint32_t type, int
     for (int r = 0; r < N_RUNS; r++) {
         for (size_t i = 0; i < GUARD; i++) got_base[i] = got_base[GUARD + n_out + i] = GUARD_VALUE;
         for (size_t i = 0; i < n_out; i++) got[i] = NAN;
-        cpu_paged_attention_set_split_threads(workspaces[r], RUN_SPLIT[r]);
         st = cpu_paged_attention_run(workspaces[r], &a);
         char d[240];
-        snprintf(d, sizeof d, "%s threads=%d split=%d", desc, RUN_THREADS[r], RUN_SPLIT[r]);
+        snprintf(d, sizeof d, "%s threads=%d", desc, RUN_THREADS[r]);
         CHECK_MSG(st == PAGODA_OK, "cpu_paged_attention_run %s: %s", d, pagoda_last_error());
         record(amp > 2 ? &stats_peaky : &stats_normal, test_nmse(got, want, n_out), d);
         int guards_ok = 1;
@@ -319,6 +321,83 @@ static void test_long(void) {
         int pk_q[] = {1, 64, 1}, pk_l[] = {2000, 64, 33};
         attention_case(128, 8, 2, TYPES[ti], 16, 3, pk_q, pk_l, 8.0f, 1);
     }
+}
+
+/* Sequence 0 of a batch (length len) computed three ways: alone as a decode; as a decode among
+ * n_other other sequences (prefills and decodes); as the last row of prefill chunks of several
+ * lengths. Every way, on every thread count, must give the same bits. */
+static void invariance_case(int hd, int n_head, int n_kv_head, uint32_t type, int bs, int len, int n_other) {
+    int n_seqs = 1 + n_other, n_q[8], lens[8];
+    n_q[0] = 1;
+    lens[0] = len;
+    for (int s = 1; s < n_seqs; s++) {
+        lens[s] = 1 + (int)(test_rand_u64(&rng) % 600);
+        n_q[s] = s % 2 ? 1 : 1 + (int)(test_rand_u64(&rng) % (uint64_t)lens[s]);
+    }
+    batch b;
+    batch_build(&b, n_seqs, n_q, lens, type, bs, n_kv_head, hd, 1.0f);
+    size_t qrow = (size_t)n_head * hd;
+    int64_t n_tokens = b.query_start[n_seqs];
+    int max_chunk = len < 40 ? len : 40;
+    float *q = xmalloc((size_t)(n_tokens > max_chunk ? n_tokens : max_chunk) * qrow * sizeof(float));
+    float *out = xmalloc((size_t)(n_tokens > max_chunk ? n_tokens : max_chunk) * qrow * sizeof(float));
+    float *want = xmalloc(qrow * sizeof(float));
+    for (size_t i = 0; i < (size_t)n_tokens * qrow; i++) q[i] = rand_value(1.0f);
+    float *row = xmalloc(qrow * sizeof(float)); /* sequence 0's query (its row 0 in the batch) */
+    memcpy(row, q, qrow * sizeof(float));
+    char desc[160];
+    snprintf(desc, sizeof desc, "%s hd=%d heads=%d/%d bs=%d len=%d others=%d", dtype_name(type), hd, n_head,
+             n_kv_head, bs, len, n_other);
+    int32_t alone_qs[] = {0, 1}, alone_len[] = {len};
+    paged_attention_args a = {
+        .q = row, .out = want, .k_cache = b.k, .v_cache = b.v, .cache_type = type, .n_seqs = 1,
+        .query_start = alone_qs, .seq_lens = alone_len, .block_tables = b.tables, .max_blocks_per_seq = b.max_blocks,
+        .block_size = bs, .n_head = n_head, .n_kv_head = n_kv_head, .head_dim = hd, .scale = 1.0f / sqrtf((float)hd),
+    };
+    CHECK(cpu_paged_attention_run(workspaces[0], &a) == PAGODA_OK);
+    for (int r = 0; r < N_RUNS; r++) {
+        /* in the batch */
+        memcpy(q, row, qrow * sizeof(float)); /* the prefill cases below overwrite it */
+        paged_attention_args ab = a;
+        ab.q = q;
+        ab.out = out;
+        ab.n_seqs = n_seqs;
+        ab.query_start = b.query_start;
+        ab.seq_lens = b.len;
+        for (size_t i = 0; i < (size_t)n_tokens * qrow; i++) out[i] = NAN;
+        CHECK(cpu_paged_attention_run(workspaces[r], &ab) == PAGODA_OK);
+        CHECK_MSG(memcmp(out, want, qrow * sizeof(float)) == 0, "%s threads=%d: the decode row differs in a batch",
+                  desc, RUN_THREADS[r]);
+        /* as the last row of a prefill chunk */
+        for (int chunk = 2; chunk <= max_chunk; chunk += chunk < 5 ? 1 : 7) {
+            for (size_t i = 0; i < (size_t)(chunk - 1) * qrow; i++) q[i] = rand_value(1.0f);
+            memcpy(q + (size_t)(chunk - 1) * qrow, row, qrow * sizeof(float));
+            int32_t qs[] = {0, chunk};
+            paged_attention_args ap = a;
+            ap.q = q;
+            ap.out = out;
+            ap.query_start = qs;
+            for (size_t i = 0; i < (size_t)chunk * qrow; i++) out[i] = NAN;
+            CHECK(cpu_paged_attention_run(workspaces[r], &ap) == PAGODA_OK);
+            CHECK_MSG(memcmp(out + (size_t)(chunk - 1) * qrow, want, qrow * sizeof(float)) == 0,
+                      "%s threads=%d: the row differs as the last of a %d-token prefill", desc, RUN_THREADS[r], chunk);
+        }
+    }
+    free(q);
+    free(out);
+    free(want);
+    free(row);
+    batch_free(&b);
+}
+
+static void test_batch_invariance(void) {
+    int lens[] = {1, 7, 16, 31, 33, 255, 256, 257, 600, 1100};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        uint32_t type = TYPES[i % 3];
+        invariance_case(64, 9, 3, type, 16, lens[i], 1 + (int)(i % 5));
+        invariance_case(128, 8, 2, type, 32, lens[i], (int)(i % 3));
+    }
+    invariance_case(64, 4, 4, DTYPE_F16, 48, 700, 4);
 }
 
 /* Calls that break the rules fail with INVALID_ARGUMENT / UNSUPPORTED and leave NaN in the output. */
@@ -409,11 +488,10 @@ static void fixture_case(const char *name) {
         record(&stats_fixture, test_nmse(got, expected, n_out), name);
         for (int r = 0; r < N_RUNS; r++) {
             for (size_t i = 0; i < n_out; i++) got[i] = NAN;
-            cpu_paged_attention_set_split_threads(workspaces[r], RUN_SPLIT[r]);
-            st = cpu_paged_attention_run(workspaces[r], &a);
+                st = cpu_paged_attention_run(workspaces[r], &a);
             CHECK_MSG(st == PAGODA_OK, "cpu_paged_attention_run %s: %s", name, pagoda_last_error());
             char d[200];
-            snprintf(d, sizeof d, "fixture %s threads=%d split=%d", name, RUN_THREADS[r], RUN_SPLIT[r]);
+            snprintf(d, sizeof d, "fixture %s threads=%d", name, RUN_THREADS[r]);
             record(&stats_normal, test_nmse(got, expected, n_out), d);
         }
     }
@@ -564,6 +642,7 @@ int main(void) {
     test_edges();
     test_grid();
     test_long();
+    test_batch_invariance();
     report(&stats_normal);
     report(&stats_peaky);
     report(&stats_ref);

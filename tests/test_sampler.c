@@ -26,7 +26,7 @@ enum { VOCAB_MAX = 1024 };
 
 static sampler *sampler_new(float temperature, int32_t top_k, float top_p, float min_p, uint64_t seed,
                             int32_t n_vocab) {
-    sampler_params p = {temperature, top_k, top_p, min_p, seed};
+    sampler_params p = {.temperature = temperature, .top_k = top_k, .top_p = top_p, .min_p = min_p, .seed = seed};
     sampler *s = NULL;
     pagoda_status st = sampler_init(&p, n_vocab, &s);
     CHECK_MSG(st == PAGODA_OK && s, "sampler_init(T=%g k=%d p=%g min_p=%g): %s", (double)temperature, top_k,
@@ -129,7 +129,7 @@ static void expect_rejected(sampler_params p, const char *name1, const char *nam
 }
 
 static void test_params(void) {
-    const sampler_params ok = {0.8f, 40, 0.95f, 0.05f, 1};
+    const sampler_params ok = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 1};
     CHECK(sampler_params_check(&ok) == PAGODA_OK);
     sampler_params p;
     p = ok; p.top_k = -1;          expect_rejected(p, "top-k", "top_k", "top_k = -1");

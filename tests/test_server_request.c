@@ -35,9 +35,22 @@ static const bad_case bad[] = {
     {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"stop\": [1]}", 400, "stop", "string"},
     {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"stream\": false, \"stream_options\": {}}", 400, "stream_options", "only allowed"},
     {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"stream\": true, \"stream_options\": {\"include_usage\": 1}}", 400, "stream_options.include_usage", "boolean"},
-    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logprobs\": 0}", 400, "logprobs", "not supported yet"},
-    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"frequency_penalty\": -0.5}", 400, "frequency_penalty", "not supported yet"},
-    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logit_bias\": {\"1\": 1}}", 400, "logit_bias", "not supported yet"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logprobs\": 6}", 400, "logprobs", "between 0 and 5"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logprobs\": true}", 400, "logprobs", "integer"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"top_logprobs\": 1}", 400, "top_logprobs", "chat"},
+    {SERVER_REQ_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": 1}", 400, "logprobs", "boolean"},
+    {SERVER_REQ_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": 21}", 400, "top_logprobs", "between 0 and 20"},
+    {SERVER_REQ_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 3}", 400, "top_logprobs", "logprobs"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"frequency_penalty\": -2.5}", 400, "frequency_penalty", ">= -2"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"presence_penalty\": \"a\"}", 400, "presence_penalty", "number"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"repetition_penalty\": 0}", 400, "repetition_penalty", "> 0"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"typical_p\": 1.01}", 400, "typical_p", "<= 1"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logit_bias\": {\"1\": 101}}", 400, "logit_bias", "-100 to 100"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logit_bias\": {\"-1\": 1}}", 400, "logit_bias", "token ids"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logit_bias\": {\"1x\": 1}}", 400, "logit_bias", "token ids"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"logit_bias\": [1]}", 400, "logit_bias", "object"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"stop_token_ids\": [1, -2]}", 400, "stop_token_ids", "token id"},
+    {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"stop_token_ids\": 5}", 400, "stop_token_ids", "array"},
     {SERVER_REQ_COMPLETION, "{\"prompt\": \"x\", \"best_of\": 2}", 400, "best_of", "not supported yet"},
     {SERVER_REQ_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tool_choice\": \"required\"}", 400, "tool_choice", "not supported yet"},
     {SERVER_REQ_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\"}}", 400, "response_format", "not supported yet"},
@@ -77,6 +90,30 @@ int main(void) {
           r.sampling.top_k == 0 && r.sampling.min_p == 0.1f && r.sampling.n == 3 && r.sampling.ignore_eos);
     CHECK(r.seed_given && r.sampling.seed == (uint64_t)-5 && r.priority == 2 && r.stream && r.include_usage);
     CHECK(r.n_stop == 1 && !strcmp(r.stop[0], "\n"));
+    server_request_free(&r);
+    /* the sampler chain's fields */
+    const char *chain = "{\"prompt\": \"Hi\", \"presence_penalty\": 1.5, \"frequency_penalty\": -0.5,"
+                        " \"repetition_penalty\": 1.3, \"typical_p\": 0.9, \"logit_bias\": {\"7\": -100, \"12\": 2.5},"
+                        " \"stop_token_ids\": [3, 4], \"logprobs\": 3, \"stop\": [\"a\", \"bc\"]}";
+    CHECK(server_request_parse(SERVER_REQ_COMPLETION, chain, strlen(chain), &r, &e));
+    CHECK(r.sampling.presence_penalty == 1.5f && r.sampling.frequency_penalty == -0.5f &&
+          r.sampling.repetition_penalty == 1.3f && r.sampling.typical_p == 0.9f);
+    CHECK(r.sampling.n_logit_bias == 2 && r.sampling.logit_bias[0].token == 7 && r.sampling.logit_bias[0].bias == -100 &&
+          r.sampling.logit_bias[1].token == 12 && r.sampling.logit_bias[1].bias == 2.5f);
+    CHECK(r.sampling.n_stop_token_ids == 2 && r.sampling.stop_token_ids[1] == 4);
+    CHECK(r.sampling.logprobs && r.sampling.top_logprobs == 3);
+    CHECK(r.sampling.n_stop == 2 && !strcmp(r.sampling.stop[1], "bc"));
+    server_request_free(&r);
+    const char *chat_lp = "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": 20}";
+    CHECK(server_request_parse(SERVER_REQ_CHAT, chat_lp, strlen(chat_lp), &r, &e));
+    CHECK(r.sampling.logprobs && r.sampling.top_logprobs == 20);
+    server_request_free(&r);
+    /* defaults: the chain's extras off */
+    CHECK(server_request_parse(SERVER_REQ_COMPLETION, "{\"prompt\": \"x\"}", 15, &r, &e));
+    CHECK(!r.sampling.logprobs && r.sampling.top_logprobs == 0 && r.sampling.n_logit_bias == 0 &&
+          r.sampling.presence_penalty == 0 && r.sampling.frequency_penalty == 0 &&
+          (r.sampling.repetition_penalty == 1 || r.sampling.repetition_penalty == 0) &&
+          (r.sampling.typical_p == 1 || r.sampling.typical_p == 0) && r.sampling.n_stop == 0);
     server_request_free(&r);
     /* defaults: OpenAI's temperature 1 and top_p 1; completions stop after 16 tokens, chat at the context */
     CHECK(server_request_parse(SERVER_REQ_COMPLETION, "{\"prompt\": [[5, 6]]}", 20, &r, &e));

@@ -42,6 +42,12 @@ struct backend {
     const char *name;
     /* y[t][r] = sum_c W[r][c] x[t][c]; x: [n_tokens][w->n_cols], y: [n_tokens][w->n_rows]. */
     void (*matmul)(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens);
+    /* (optional) the same, with the kernel family fixed per token instead of by n_tokens:
+     * decode_rows[t] != 0 marks a generated (decode) token, 0 a prompt token. A token's row is then
+     * bit-identical whatever else is in the call, which is what makes a request's output the same
+     * alone and in any batch (docs/ENGINE.md, "Batch invariance"). NULL decode_rows: as matmul. */
+    void (*matmul_rows)(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
+                        const uint8_t *decode_rows);
     /* out[i][c] = W[ids[i]][c] as floats (embedding lookup); ids are in range. */
     void (*get_rows)(backend *be, const backend_matrix *w, const int32_t *ids, int64_t n_ids, float *out);
     void (*rmsnorm)(backend *be, const float *x, const float *weight, float *y, int64_t n_tokens,

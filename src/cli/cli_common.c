@@ -12,7 +12,8 @@
 
 enum {
     OPT_TEMP = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_IGNORE_EOS, OPT_KV_MEM, OPT_KV_TYPE, OPT_MAX_SEQS,
-    OPT_NO_PREFIX_CACHE, OPT_POLICY, OPT_BLOCK_SIZE,
+    OPT_NO_PREFIX_CACHE, OPT_POLICY, OPT_BLOCK_SIZE, OPT_TYPICAL_P, OPT_REPEAT_PENALTY, OPT_PRESENCE_PENALTY,
+    OPT_FREQUENCY_PENALTY, OPT_STOP, OPT_LOGIT_BIAS,
 };
 /* search strategies (engine/search.h) */
 enum { OPT_BEAMS = 1100, OPT_LENGTH_PENALTY, OPT_EARLY_STOPPING, OPT_PENALTY_ALPHA, OPT_DOLA };
@@ -37,6 +38,14 @@ const struct option cli_common_long_options[] = {
     {"top-k", required_argument, 0, OPT_TOP_K},
     {"top-p", required_argument, 0, OPT_TOP_P},
     {"min-p", required_argument, 0, OPT_MIN_P},
+    {"typical-p", required_argument, 0, OPT_TYPICAL_P},
+    {"typical", required_argument, 0, OPT_TYPICAL_P},
+    {"repeat-penalty", required_argument, 0, OPT_REPEAT_PENALTY},
+    {"repetition-penalty", required_argument, 0, OPT_REPEAT_PENALTY},
+    {"presence-penalty", required_argument, 0, OPT_PRESENCE_PENALTY},
+    {"frequency-penalty", required_argument, 0, OPT_FREQUENCY_PENALTY},
+    {"stop", required_argument, 0, OPT_STOP},
+    {"logit-bias", required_argument, 0, OPT_LOGIT_BIAS},
     {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
     {"beams", required_argument, 0, OPT_BEAMS},
     {"num-beams", required_argument, 0, OPT_BEAMS},
@@ -78,6 +87,15 @@ void cli_print_common_help(FILE *out) {
             "      --top-k K           keep the K most likely tokens, 0 = off (default: 40)\n"
             "      --top-p P           nucleus sampling, 1 = off (default: 0.95)\n"
             "      --min-p P           drop tokens under P x the top probability, 0 = off (default: 0.05)\n"
+            "      --typical-p P       locally typical sampling, 1 = off (default: 1)\n"
+            "      --repeat-penalty R  divide positive / multiply negative logits of tokens in the prompt\n"
+            "                          or output by R, 1 = off (default: 1)\n"
+            "      --presence-penalty A  subtract A from tokens already in the output, -2..2 (default: 0)\n"
+            "      --frequency-penalty A subtract A x their count in the output, -2..2 (default: 0)\n"
+            "      --logit-bias T=B    add B (-100..100) to token id T's logit; repeatable (default: none)\n"
+            "      --stop TEXT         end the output before TEXT (not printed); repeatable (default: none)\n"
+            "                          chain order: bias, penalties, temperature, top-k, top-p, min-p,\n"
+            "                          typical-p (docs/ENGINE.md, Sampling)\n"
             "  -s, --seed S            random seed (default: from the clock, printed with -v)\n"
             "      --ignore-eos        keep generating past end-of-generation tokens\n"
             "search strategies (greedy-based, as HF transformers defines them; at most one):\n"
@@ -159,6 +177,47 @@ int cli_handle_common_option(cli_options *o, int opt, const char *arg, const cha
         if (!parse_float(arg, &f) || !(f >= 0 && f <= 1)) return bad_value(cmd, "--min-p", arg, "expected 0 <= p <= 1");
         o->sampling.min_p = f;
         return 1;
+    case OPT_TYPICAL_P:
+        if (!parse_float(arg, &f) || !(f > 0 && f <= 1)) return bad_value(cmd, "--typical-p", arg, "expected 0 < p <= 1");
+        o->sampling.typical_p = f;
+        return 1;
+    case OPT_REPEAT_PENALTY:
+        if (!parse_float(arg, &f) || !(f > 0 && f <= 100))
+            return bad_value(cmd, "--repeat-penalty", arg, "expected a number > 0 (1 = off)");
+        o->sampling.repetition_penalty = f;
+        return 1;
+    case OPT_PRESENCE_PENALTY:
+    case OPT_FREQUENCY_PENALTY: {
+        const char *name = opt == OPT_PRESENCE_PENALTY ? "--presence-penalty" : "--frequency-penalty";
+        if (!parse_float(arg, &f) || !(f >= -2 && f <= 2)) return bad_value(cmd, name, arg, "expected -2 to 2");
+        if (opt == OPT_PRESENCE_PENALTY) o->sampling.presence_penalty = f;
+        else o->sampling.frequency_penalty = f;
+        return 1;
+    }
+    case OPT_STOP:
+        if (!*arg) return bad_value(cmd, "--stop", arg, "expected non-empty text");
+        if (o->n_stop >= CLI_MAX_STOP) return bad_value(cmd, "--stop", arg, "too many (at most 16)");
+        o->stop[o->n_stop++] = arg;
+        o->sampling.stop = o->stop;
+        o->sampling.n_stop = (size_t)o->n_stop;
+        return 1;
+    case OPT_LOGIT_BIAS: {
+        const char *eq = strchr(arg, '=');
+        char token_text[32];
+        if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof token_text)
+            return bad_value(cmd, "--logit-bias", arg, "expected TOKEN=BIAS, e.g. 42=-100");
+        memcpy(token_text, arg, (size_t)(eq - arg));
+        token_text[eq - arg] = '\0';
+        if (!parse_long(token_text, 0, INT32_MAX, &v))
+            return bad_value(cmd, "--logit-bias", arg, "the token must be a token id >= 0");
+        if (!parse_float(eq + 1, &f) || !(f >= -100 && f <= 100))
+            return bad_value(cmd, "--logit-bias", arg, "the bias must be a number from -100 to 100");
+        if (o->n_logit_bias >= CLI_MAX_LOGIT_BIAS) return bad_value(cmd, "--logit-bias", arg, "too many (at most 64)");
+        o->logit_bias[o->n_logit_bias++] = (pagoda_logit_bias){(int32_t)v, f};
+        o->sampling.logit_bias = o->logit_bias;
+        o->sampling.n_logit_bias = (size_t)o->n_logit_bias;
+        return 1;
+    }
     case OPT_IGNORE_EOS: o->sampling.ignore_eos = true; return 1;
     case OPT_MAX_SEQS:
         if (!parse_long(arg, 1, 4096, &v)) return bad_value(cmd, "--max-seqs", arg, "expected 1 to 4096");

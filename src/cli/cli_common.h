@@ -9,10 +9,18 @@
 
 #include "pagoda.h" /* defines: pagoda_model_params, pagoda_sampling_params */
 
+#define CLI_MAX_STOP 16       /* --stop */
+#define CLI_MAX_LOGIT_BIAS 64 /* --logit-bias */
+
 typedef struct cli_options {
     const char *model_path;          /* -m; NULL: the default model */
     pagoda_model_params model;       /* -t, -c, -b */
-    pagoda_sampling_params sampling; /* -n, --temp, --top-k, --top-p, --min-p, --seed, --ignore-eos */
+    pagoda_sampling_params sampling; /* -n, --temp, --top-k, --top-p, --min-p, --typical-p, penalties, --seed,
+                                        --ignore-eos, --stop, --logit-bias (arrays point into this struct) */
+    const char *stop[CLI_MAX_STOP];  /* --stop, repeatable: argv strings */
+    int32_t n_stop;
+    pagoda_logit_bias logit_bias[CLI_MAX_LOGIT_BIAS]; /* --logit-bias T=B, repeatable */
+    int32_t n_logit_bias;
     bool seed_given;
     bool verbose;
     bool announce_kv;                /* print the KV cache's size at load even without -v */

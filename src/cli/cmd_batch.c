@@ -4,9 +4,14 @@
  *
  * Request line: {"id": any (default: the line number), "prompt": "..." | "messages": [{"role",
  *   "content"}...], "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "n",
- *   "ignore_eos", "priority"}
+ *   "ignore_eos", "priority", and the HTTP API's names for the rest of the sampler chain (parsed
+ *   by server_request_parse_sampling): "stop", "stop_token_ids", "presence_penalty",
+ *   "frequency_penalty", "repetition_penalty", "typical_p", "logit_bias", "logprobs" (a count
+ *   0..5 with "prompt", a boolean plus "top_logprobs" 0..20 with "messages"), and the search
+ *   strategies' "num_beams", "length_penalty", "early_stopping", "penalty_alpha", "dola_layers"}
  * Result line:  {"id", "text", "token_ids", "finish_reason", "usage": {"prompt_tokens",
- *   "completion_tokens", "cached_tokens"}} (+ "samples": [...] when n > 1), or {"id", "error": {...}}.
+ *   "completion_tokens", "cached_tokens"}} (+ "logprobs": [{"token", "logprob", "top_logprobs":
+ *   [{"token", "logprob"}]}] when asked, + "samples": [...] when n > 1), or {"id", "error": {...}}.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -17,6 +22,7 @@
 
 #include "cli/cli_common.h" /* defines: cli_options, cli_load_model */
 #include "cli/commands.h"
+#include "server/request.h" /* defines: server_request_parse_sampling */
 
 static void print_help(FILE *out) {
     fprintf(out,
@@ -24,8 +30,11 @@ static void print_help(FILE *out) {
             "Runs every request of a JSONL file together through the batching engine.\n"
             "Each input line: {\"id\": ..., \"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\",\n"
             "\"content\": \"...\"}]}, with optional max_tokens, temperature, top_k, top_p, min_p, seed,\n"
-            "n, ignore_eos, priority (defaults from the options below). Each output line: id, text,\n"
-            "token_ids, finish_reason, usage; a bad line gets {\"id\", \"error\"} and the rest still run.\n\n"
+            "n, ignore_eos, priority (defaults from the options below) and, named as in the HTTP API,\n"
+            "stop, stop_token_ids, presence_penalty, frequency_penalty, repetition_penalty,\n"
+            "typical_p, logit_bias, logprobs, top_logprobs. Each output line: id, text, token_ids,\n"
+            "finish_reason, usage (and logprobs when asked); a bad line gets {\"id\", \"error\"} and the\n"
+            "rest still run.\n\n"
             "  -i, --input FILE        requests, one JSON object a line ('-' for stdin)\n"
             "  -o, --output FILE       results, one JSON object a line ('-' for stdout)\n"
             "      --no-progress       no progress bar\n");
@@ -40,6 +49,7 @@ typedef struct sample_result {
     size_t text_len, text_cap;
     pagoda_finish_reason reason;
     bool finished;
+    json_t *logprobs;        /* array, when the request asked for logprobs */
 } sample_result;
 
 typedef struct batch_item {
@@ -49,6 +59,7 @@ typedef struct batch_item {
     int32_t n_samples;
     sample_result *samples;  /* [n_samples] */
     int32_t n_prompt, n_cached, n_finished;
+    bool logprobs;           /* the request asked for logprobs */
     const char *failure;     /* set by a sample that finished with an error (copied) */
     char *failure_copy;
 } batch_item;
@@ -162,6 +173,14 @@ static char *submit(pagoda_model *m, json_t *obj, const cli_options *o, batch_it
     sp.min_p = (float)min_p;
     sp.seed = (uint64_t)seed;
     sp.n = (int32_t)n;
+    server_request extras = {.kind = chat ? SERVER_REQ_CHAT : SERVER_REQ_COMPLETION, .sampling = sp};
+    server_error err;
+    if (!server_request_parse_sampling(obj, &extras, &err)) {
+        free(text);
+        server_request_free(&extras);
+        return strdup(err.message);
+    }
+    sp = extras.sampling; /* its arrays live in extras until the request is added (which copies them) */
     int32_t *ids = NULL;
     size_t n_ids = 0;
     /* a raw prompt gets BOS as the model wants it; a rendered chat already has its special tokens */
@@ -169,7 +188,9 @@ static char *submit(pagoda_model *m, json_t *obj, const cli_options *o, batch_it
     free(text);
     if (!st) st = pagoda_add_request(m, ids, n_ids, &sp, (int32_t)priority, &item->request);
     free(ids);
+    server_request_free(&extras);
     if (st) return strdup(pagoda_last_error());
+    item->logprobs = sp.logprobs || sp.top_logprobs > 0;
     item->n_samples = sp.n;
     item->n_prompt = (int32_t)n_ids;
     item->samples = calloc((size_t)sp.n, sizeof *item->samples);
@@ -183,8 +204,25 @@ static char *submit(pagoda_model *m, json_t *obj, const cli_options *o, batch_it
 static json_t *sample_json(const sample_result *r) {
     json_t *ids = json_array();
     for (size_t i = 0; i < r->n_ids; i++) json_array_append_new(ids, json_integer(r->ids[i]));
-    return json_pack("{s:s%, s:o, s:s}", "text", r->text ? r->text : "", r->text ? r->text_len : (size_t)0,
-                     "token_ids", ids, "finish_reason", reason_name(r->reason));
+    json_t *out = json_pack("{s:s%, s:o, s:s}", "text", r->text ? r->text : "", r->text ? r->text_len : (size_t)0,
+                            "token_ids", ids, "finish_reason", reason_name(r->reason));
+    if (out && r->logprobs) json_object_set(out, "logprobs", r->logprobs);
+    return out;
+}
+
+/* One output's logprobs appended to the sample's array. */
+static void append_logprobs(sample_result *r, const pagoda_output *po) {
+    if (!po->logprobs) return;
+    if (!r->logprobs) r->logprobs = json_array();
+    for (size_t t = 0; t < po->n_tokens; t++) {
+        const pagoda_token_logprob *lp = &po->logprobs[t];
+        json_t *top = json_array();
+        for (int32_t k = 0; k < lp->n_top; k++)
+            json_array_append_new(top, json_pack("{s:i, s:f}", "token", lp->top[k].token, "logprob",
+                                                 (double)lp->top[k].logprob));
+        json_array_append_new(r->logprobs, json_pack("{s:i, s:f, s:o}", "token", lp->token, "logprob",
+                                                     (double)lp->logprob, "top_logprobs", top));
+    }
 }
 
 static json_t *result_json(const batch_item *item) {
@@ -327,6 +365,7 @@ int cmd_batch(int argc, char **argv) {
             sample_result *r = &item->samples[po->index];
             append_ids(r, po->tokens, po->n_tokens);
             append_text(r, po->text, po->text_len);
+            append_logprobs(r, po);
             n_tokens += po->n_tokens;
             item->n_cached = po->n_cached_tokens;
             if (po->finished && !r->finished) {
@@ -367,6 +406,7 @@ int cmd_batch(int argc, char **argv) {
         for (int32_t s = 0; s < items[k].n_samples; s++) {
             free(items[k].samples[s].ids);
             free(items[k].samples[s].text);
+            json_decref(items[k].samples[s].logprobs);
         }
         free(items[k].samples);
     }

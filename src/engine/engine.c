@@ -67,13 +67,14 @@ static void request_free(engine_request *req) {
     if (!req) return;
     for (int32_t i = 0; i < req->n_seqs; i++) {
         engine_seq *seq = req->seqs[i];
-        sampler_free(seq->smp);
+        engine_seq_sampling_free(seq);
         text_stream_free(&seq->text);
         free(seq->s.tokens);
         free(seq->step_text);
         free(seq);
     }
     free(req->seqs);
+    engine_request_free_params(req);
     free(req->error);
     search_free(req->search);
     free(req);
@@ -117,10 +118,14 @@ static engine_seq *seq_new(pagoda_model *pm, engine_request *req, int32_t index,
     int32_t max_total = req->params.max_tokens < 0 ? pm->params.n_ctx : req->n_prompt + req->params.max_tokens;
     if (max_total > pm->params.n_ctx) max_total = pm->params.n_ctx;
     if (seq) seq->s.tokens = malloc(sizeof(int32_t) * (size_t)(max_total + 1));
-    sampler_params sp = {req->params.temperature, req->params.top_k, req->params.top_p, req->params.min_p,
-                         req->params.seed + 0x9E3779B97F4A7C15ull * (uint64_t)index};
-    if (!seq || !seq->s.tokens || sampler_init(&sp, pm->weights->hp.n_vocab, &seq->smp) != PAGODA_OK) {
-        if (seq) free(seq->s.tokens);
+    if (seq) seq->req = req;
+    if (!seq || !seq->s.tokens ||
+        engine_seq_sampling_init(seq, pm->weights->hp.n_vocab, req->params.seed + 0x9E3779B97F4A7C15ull * (uint64_t)index,
+                                 tokens, n) != PAGODA_OK) {
+        if (seq) {
+            engine_seq_sampling_free(seq);
+            free(seq->s.tokens);
+        }
         free(seq);
         return NULL;
     }
@@ -149,8 +154,7 @@ pagoda_status pagoda_add_request(pagoda_model *pm, const int32_t *prompt, size_t
         if (prompt[i] < 0 || prompt[i] >= pm->weights->hp.n_vocab)
             return error_set(PAGODA_ERR_INVALID_ARGUMENT, "prompt token %d is out of range (vocabulary of %d)",
                              prompt[i], pm->weights->hp.n_vocab);
-    sampler_params check = {params->temperature, params->top_k, params->top_p, params->min_p, params->seed};
-    pagoda_status st = sampler_params_check(&check);
+    pagoda_status st = engine_sampling_check(params, pm->weights->hp.n_vocab);
     if (st) return st;
     if (params->n > 1024) return error_set(PAGODA_ERR_INVALID_ARGUMENT, "n must be at most 1024 (got %d)", params->n);
     if ((st = search_check(pm, params))) return st;
@@ -159,6 +163,10 @@ pagoda_status pagoda_add_request(pagoda_model *pm, const int32_t *prompt, size_t
     engine_request *req = calloc(1, sizeof *req);
     if (!req) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the request");
     req->params = *params;
+    if (engine_request_copy_params(req, params)) {
+        request_free(req);
+        return PAGODA_ERR_OUT_OF_MEMORY;
+    }
     req->n_samples = params->n > 0 ? params->n : 1;
     if (search_kind_of(params)) req->n_samples = search_n_seqs(params); /* beams / candidates */
     req->n_prompt = (int32_t)n_prompt;
@@ -257,9 +265,19 @@ static void touch(pagoda_model *pm, engine_seq *seq) {
     pm->touched[pm->n_touched++] = seq;
 }
 
+/* Text completed this step goes through the stop strings; only what they release is output. */
+static void release_text(engine_seq *seq, const char *text, size_t n) {
+    const char *out;
+    size_t n_out;
+    if (engine_seq_stop_feed(seq, text, n, &out, &n_out)) step_text_append(seq, out, n_out);
+}
+
 static void finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reason) {
     touch(pm, seq);
-    if (text_stream_flush(&seq->text)) step_text_append(seq, seq->text.out, seq->text.n_out);
+    const char *held;
+    size_t n_held;
+    if (text_stream_flush(&seq->text)) release_text(seq, seq->text.out, seq->text.n_out);
+    if (engine_seq_stop_flush(seq, &held, &n_held)) step_text_append(seq, held, n_held);
     seq->finished = true;
     seq->finish_reason = reason;
     if (seq->s.state != SCHED_SEQ_FINISHED) sched_remove(pm->sched, &seq->s);
@@ -279,16 +297,18 @@ static void sample_and_append(pagoda_model *pm, engine_seq *seq, const float *lo
     const pagoda_sampling_params *p = &seq->req->params;
     int32_t token = sampler_sample(seq->smp, logits);
     touch(pm, seq);
-    if (!p->ignore_eos && vocab_is_eog(pm->vocab, token)) {
+    if ((!p->ignore_eos && vocab_is_eog(pm->vocab, token)) || engine_is_stop_token(seq->req, token)) {
         finish(pm, seq, PAGODA_FINISH_STOP);
         return;
     }
+    engine_seq_accept_token(seq, token, seq->n_step_tokens);
     seq->s.tokens[seq->s.n_tokens++] = token;
     seq->n_generated++;
     pm->stats.generated_tokens++;
     seq->step_tokens[seq->n_step_tokens++] = token;
-    if (text_stream_push(&seq->text, pm->vocab, token)) step_text_append(seq, seq->text.out, seq->text.n_out);
-    if (seq->s.n_tokens >= seq->max_total) finish(pm, seq, PAGODA_FINISH_LENGTH);
+    if (text_stream_push(&seq->text, pm->vocab, token)) release_text(seq, seq->text.out, seq->text.n_out);
+    if (engine_seq_stopped(seq)) finish(pm, seq, PAGODA_FINISH_STOP);
+    else if (seq->s.n_tokens >= seq->max_total) finish(pm, seq, PAGODA_FINISH_LENGTH);
 }
 
 /* The first time a request with n > 1 samples, its one sequence becomes n sharing the prompt. */
@@ -316,6 +336,7 @@ static pagoda_status build_outputs(pagoda_model *pm) {
         pm->outputs[pm->n_outputs++] = (pagoda_output){
             .id = seq->req->id, .index = seq->index, .n_tokens = (size_t)seq->n_step_tokens,
             .tokens = seq->step_tokens_ext ? seq->step_tokens_ext : seq->step_tokens,
+            .logprobs = seq->step_logprobs && seq->n_step_tokens && !seq->step_tokens_ext ? seq->step_logprobs : NULL,
             .text = seq->step_text ? seq->step_text : "", .text_len = seq->n_step_text, .finished = seq->finished,
             .finish_reason = seq->finish_reason, .error_message = seq->req->error,
             .error_status = seq->req->error_status,
@@ -358,7 +379,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
             pm->run_seqs[i] = (runner_seq){
                 .tokens = s->tokens, .n_computed = s->n_computed, .n_new = out.items[i].n_tokens,
                 .blocks = kv_block_table_ids(&s->table), .n_blocks = kv_block_table_n_blocks(&s->table),
-                .wants_logits = s->n_computed + out.items[i].n_tokens == s->n_tokens,
+                .wants_logits = s->n_computed + out.items[i].n_tokens == s->n_tokens, .n_prompt = s->n_prompt,
             };
             if (((engine_seq *)s->user)->req->search) search_prepare_run(s->user, &pm->run_seqs[i]);
         }
@@ -405,3 +426,4 @@ engine_seq *engine_seq_new(pagoda_model *pm, engine_request *req, int32_t index,
 void engine_touch(pagoda_model *pm, engine_seq *seq) { touch(pm, seq); }
 bool engine_step_text_append(engine_seq *seq, const char *text, size_t n) { return step_text_append(seq, text, n); }
 void engine_finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reason) { finish(pm, seq, reason); }
+void engine_release_text(engine_seq *seq, const char *text, size_t n) { release_text(seq, text, n); }

@@ -4,6 +4,8 @@
 #define PAGODA_ENGINE_INTERNAL_H
 
 #include "backend/backend.h"     /* defines: backend */
+#include "engine/engine_sample.h" /* defines: engine_seq_sampling_init, engine_is_stop_token, ... */
+#include "engine/stop_text.h"    /* defines: stop_text */
 #include "engine/text_stream.h"  /* defines: text_stream */
 #include "kv/kv_pool.h"          /* defines: kv_pool */
 #include "model/model.h"         /* defines: model, model_kv_cache */
@@ -32,7 +34,14 @@ typedef struct engine_seq {
     const int32_t *step_tokens_ext; /* when set: this step's n_step_tokens tokens (a finished beam's) */
     char *step_text;         /* [cap_step_text] */
     size_t n_step_text, cap_step_text;
+    /* sampling extras (engine_sample.c) */
+    stop_text stop;          /* stop strings over the released text */
+    pagoda_token_logprob *step_logprobs; /* [ENGINE_STEP_SLOTS] when the request asked for logprobs */
+    pagoda_top_logprob *step_top;        /* [ENGINE_STEP_SLOTS][top_logprobs] */
 } engine_seq;
+
+/* How many tokens a sequence can produce in one step (the size of step_tokens). */
+#define ENGINE_STEP_SLOTS(seq) ((int32_t)(sizeof (seq)->step_tokens / sizeof (seq)->step_tokens[0]))
 
 struct engine_request {
     pagoda_request_id id;
@@ -42,6 +51,9 @@ struct engine_request {
     engine_seq **seqs;       /* [n_samples]; created as the prompt finishes (forks) */
     int32_t n_seqs;
     int32_t n_live;          /* not yet finished */
+    pagoda_logit_bias *own_logit_bias; /* [params.n_logit_bias] copies that params points at */
+    int32_t *own_stop_token_ids;       /* [params.n_stop_token_ids] */
+    char **own_stop;                   /* [params.n_stop] */
     char *error;             /* why it failed, when it did */
     pagoda_status error_status;
     struct search_state *search; /* beam / contrastive / DoLa (engine/search.h); NULL: sampling */
@@ -85,5 +97,7 @@ engine_seq *engine_seq_new(pagoda_model *pm, engine_request *req, int32_t index,
 void engine_touch(pagoda_model *pm, engine_seq *seq);
 bool engine_step_text_append(engine_seq *seq, const char *text, size_t n);
 void engine_finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reason);
+/* Text completed by a token, through the stop strings into the step's text. */
+void engine_release_text(engine_seq *seq, const char *text, size_t n);
 
 #endif

@@ -28,8 +28,14 @@ pagoda_status search_check(const pagoda_model *pm, const pagoda_sampling_params 
     if (n_on > 1)
         return error_set(PAGODA_ERR_INVALID_ARGUMENT, "num_beams, penalty_alpha and dola_layers are separate "
                          "strategies: choose one");
+    if (search_kind_of(p) != SEARCH_NONE && (p->logprobs || p->top_logprobs > 0))
+        return error_set(PAGODA_ERR_INVALID_ARGUMENT, "logprobs are not reported with num_beams, penalty_alpha or "
+                         "dola_layers (search strategies)");
     switch (search_kind_of(p)) {
     case SEARCH_BEAM:
+        if (p->n_stop || p->n_stop_token_ids)
+            return error_set(PAGODA_ERR_INVALID_ARGUMENT, "stop strings and stop_token_ids are not supported with "
+                             "num_beams (beam search) yet");
         if (p->num_beams > max_seqs)
             return error_set(PAGODA_ERR_INVALID_ARGUMENT, "num_beams (%d) must not exceed the engine's max_seqs (%d)",
                              p->num_beams, max_seqs);
@@ -157,7 +163,7 @@ void search_advance_all(pagoda_model *pm) {
 /* ---- helpers ----------------------------------------------------------------------------------------- */
 bool search_emit_token(pagoda_model *pm, engine_seq *seq, int32_t token) {
     engine_touch(pm, seq);
-    if (!seq->req->params.ignore_eos && vocab_is_eog(pm->vocab, token)) {
+    if ((!seq->req->params.ignore_eos && vocab_is_eog(pm->vocab, token)) || engine_is_stop_token(seq->req, token)) {
         engine_finish(pm, seq, PAGODA_FINISH_STOP);
         return false;
     }
@@ -165,9 +171,9 @@ bool search_emit_token(pagoda_model *pm, engine_seq *seq, int32_t token) {
     seq->n_generated++;
     pm->stats.generated_tokens++;
     seq->step_tokens[seq->n_step_tokens++] = token;
-    if (text_stream_push(&seq->text, pm->vocab, token)) engine_step_text_append(seq, seq->text.out, seq->text.n_out);
-    if (seq->s.n_tokens >= seq->max_total) {
-        engine_finish(pm, seq, PAGODA_FINISH_LENGTH);
+    if (text_stream_push(&seq->text, pm->vocab, token)) engine_release_text(seq, seq->text.out, seq->text.n_out);
+    if (engine_seq_stopped(seq) || seq->s.n_tokens >= seq->max_total) {
+        engine_finish(pm, seq, engine_seq_stopped(seq) ? PAGODA_FINISH_STOP : PAGODA_FINISH_LENGTH);
         return false;
     }
     return true;

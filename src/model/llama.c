@@ -94,6 +94,7 @@ pagoda_status model_workspace_init(const model *m, int32_t max_tokens, int32_t m
     ws->up = alloc_floats((int64_t)max_tokens * hp->n_ff, &failed);
     ws->rows = alloc_floats((int64_t)max_logits * hp->n_embd, &failed);
     ws->logits = alloc_floats((int64_t)max_logits * hp->n_vocab, &failed);
+    if (!failed && !(ws->logit_decode_rows = calloc((size_t)max_logits, 1))) failed = true;
     if (failed) {
         model_workspace_free(ws);
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for activations of %d tokens", max_tokens);
@@ -114,10 +115,18 @@ void model_workspace_free(model_workspace *ws) {
     free(ws->up);
     free(ws->rows);
     free(ws->logits);
+    free(ws->logit_decode_rows);
     free(ws);
 }
 
 /* ---- The forward pass ---------------------------------------------------------------------------- */
+/* y = x W^T with the kernel family chosen per token when the batch says which tokens decode. */
+static void matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
+                   const uint8_t *decode_rows) {
+    if (decode_rows && be->matmul_rows) be->matmul_rows(be, w, x, y, n_tokens, decode_rows);
+    else be->matmul(be, w, x, y, n_tokens);
+}
+
 static void add_bias(backend *be, float *y, const float *bias, int64_t n_tokens, int64_t dim) {
     if (!bias) return;
     for (int64_t t = 0; t < n_tokens; t++) be->add(be, y + t * dim, bias, dim);
@@ -145,9 +154,9 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
                 memcpy(b->layers_out + ((int64_t)i * hp->n_layer + il) * hp->n_embd,
                        ws->x + (int64_t)b->logit_rows[i] * hp->n_embd, sizeof(float) * (size_t)hp->n_embd);
         be->rmsnorm(be, ws->x, l->attn_norm, ws->xn, n, hp->n_embd, hp->rms_eps);
-        be->matmul(be, &l->wq, ws->xn, ws->q, n);
-        be->matmul(be, &l->wk, ws->xn, ws->k, n);
-        be->matmul(be, &l->wv, ws->xn, ws->v, n);
+        matmul(be, &l->wq, ws->xn, ws->q, n, b->decode_rows);
+        matmul(be, &l->wk, ws->xn, ws->k, n, b->decode_rows);
+        matmul(be, &l->wv, ws->xn, ws->v, n, b->decode_rows);
         add_bias(be, ws->q, l->bq, n, n_q);
         add_bias(be, ws->k, l->bk, n, n_kv);
         add_bias(be, ws->v, l->bv, n, n_kv);
@@ -163,14 +172,14 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
             .head_dim = hp->head_dim, .scale = 1.0f / sqrtf((float)hp->head_dim),
         };
         be->paged_attention(be, &args);
-        be->matmul(be, &l->wo, ws->attn, ws->xn, n);
+        matmul(be, &l->wo, ws->attn, ws->xn, n, b->decode_rows);
         be->add(be, ws->x, ws->xn, (int64_t)n * hp->n_embd);
 
         be->rmsnorm(be, ws->x, l->ffn_norm, ws->xn, n, hp->n_embd, hp->rms_eps);
-        be->matmul(be, &l->w_gate, ws->xn, ws->gate, n);
-        be->matmul(be, &l->w_up, ws->xn, ws->up, n);
+        matmul(be, &l->w_gate, ws->xn, ws->gate, n, b->decode_rows);
+        matmul(be, &l->w_up, ws->xn, ws->up, n, b->decode_rows);
         be->swiglu(be, ws->gate, ws->up, (int64_t)n * hp->n_ff);
-        be->matmul(be, &l->w_down, ws->gate, ws->xn, n);
+        matmul(be, &l->w_down, ws->gate, ws->xn, n, b->decode_rows);
         be->add(be, ws->x, ws->xn, (int64_t)n * hp->n_embd);
     }
     if (b->n_hidden > 0 && b->hidden_out) { /* final-normed states of the requested rows */
@@ -184,7 +193,12 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
         memcpy(ws->rows + (int64_t)i * hp->n_embd, ws->x + (int64_t)b->logit_rows[i] * hp->n_embd,
                sizeof(float) * (size_t)hp->n_embd);
     be->rmsnorm(be, ws->rows, m->output_norm, ws->rows, b->n_logits, hp->n_embd, hp->rms_eps);
-    be->matmul(be, &m->output, ws->rows, ws->logits, b->n_logits);
+    const uint8_t *logit_decode_rows = NULL;
+    if (b->decode_rows) {
+        for (int32_t i = 0; i < b->n_logits; i++) ws->logit_decode_rows[i] = b->decode_rows[b->logit_rows[i]];
+        logit_decode_rows = ws->logit_decode_rows;
+    }
+    matmul(be, &m->output, ws->rows, ws->logits, b->n_logits, logit_decode_rows);
     return PAGODA_OK;
 }
 

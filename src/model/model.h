@@ -106,6 +106,8 @@ typedef struct model_batch {
     float *layers_out;            /* [n_logits][n_layer][n_embd] the residual stream of each logit row
                                      entering layer l (l = 0: the embedding), un-normalised (HF
                                      hidden_states[l]; DoLa), or NULL */
+    const uint8_t *decode_rows;   /* [n_tokens] 1 for a generated token, 0 for a prompt token; picks
+                                     the matmul kernel per token for batch invariance. NULL: by size */
 } model_batch;
 
 /* Activation buffers for batches of up to max_tokens tokens and max_logits logit rows. */
@@ -121,6 +123,7 @@ typedef struct model_workspace {
     float *up;           /* [max_tokens][n_ff] */
     float *rows;         /* [max_logits][n_embd] the rows whose logits are wanted */
     float *logits;       /* [max_logits][n_vocab] */
+    uint8_t *logit_decode_rows; /* [max_logits] decode_rows of the logit rows */
 } model_workspace;
 
 /* Errors: PAGODA_ERR_OUT_OF_MEMORY, PAGODA_ERR_INVALID_ARGUMENT. */

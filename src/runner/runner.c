@@ -24,6 +24,7 @@ struct runner {
     float *hidden;          /* [max_tokens][n_embd] */
     float *layers;          /* [max_seqs][n_layer][n_embd] */
     bool has_hidden, has_layers; /* this step's outputs are valid */
+    uint8_t *decode_rows;   /* [max_tokens] 1 for generated tokens */
 };
 
 pagoda_status runner_init(const model *m, backend *be, model_kv_cache *kv, int32_t max_tokens, int32_t max_seqs,
@@ -51,8 +52,9 @@ pagoda_status runner_init(const model *m, backend *be, model_kv_cache *kv, int32
     r->seq_lens = malloc(sizeof(int32_t) * (size_t)max_seqs);
     r->block_tables = malloc(sizeof(int32_t) * (size_t)max_seqs * (size_t)max_blocks_per_seq);
     r->logit_rows = malloc(sizeof(int32_t) * (size_t)max_seqs);
+    r->decode_rows = malloc((size_t)max_tokens);
     if (!r->tokens || !r->positions || !r->slots || !r->query_start || !r->seq_lens || !r->block_tables ||
-        !r->logit_rows) {
+        !r->logit_rows || !r->decode_rows) {
         runner_free(r);
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the runner's batch of %d tokens", max_tokens);
     }
@@ -73,6 +75,7 @@ void runner_free(runner *r) {
     free(r->hidden_rows);
     free(r->hidden);
     free(r->layers);
+    free(r->decode_rows);
     free(r);
 }
 
@@ -117,6 +120,7 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
             r->tokens[n_tokens] = q->tokens[p];
             r->positions[n_tokens] = p;
             r->slots[n_tokens] = q->blocks[p / block_size] * block_size + p % block_size;
+            r->decode_rows[n_tokens] = p >= q->n_prompt;
         }
         r->query_start[s + 1] = n_tokens;
         r->seq_lens[s] = end;
@@ -130,6 +134,7 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
         .max_blocks_per_seq = r->max_blocks_per_seq, .n_logits = n_logits, .logit_rows = r->logit_rows,
         .n_hidden = n_hidden, .hidden_rows = r->hidden_rows, .hidden_out = n_hidden ? r->hidden : NULL,
         .layers_out = want_layers ? r->layers : NULL,
+        .decode_rows = r->decode_rows,
     };
     pagoda_status st = model_forward(r->m, r->be, r->kv, r->ws, &batch);
     if (st) return st;

@@ -26,6 +26,8 @@ typedef struct runner_seq {
     bool wants_logits;      /* return logits for its last new position */
     bool wants_hidden;      /* return the final hidden state of every new position (contrastive search) */
     bool wants_layers;      /* with wants_logits: the residual stream entering every layer (DoLa) */
+    int32_t n_prompt;       /* positions below are prompt tokens, the rest generated: the matmul kernel
+                               is chosen per token from this, so results do not depend on the batch */
 } runner_seq;
 
 typedef struct runner runner;

@@ -37,11 +37,13 @@ const char *server_finish_name(server_finish f) {
 static void job_free(server_job *job) {
     for (int32_t i = 0; i < job->n_samples; i++) {
         server_buf_free(&job->samples[i].text);
-        server_stop_free(&job->samples[i].stop);
+        free(job->samples[i].logprobs);
     }
     free(job->samples);
     for (size_t i = 0; i < job->n_stop; i++) free(job->stop[i]);
     free(job->stop);
+    free(job->logit_bias);
+    free(job->stop_token_ids);
     free(job->prompt);
     free(job->dola_layers);
     pthread_cond_destroy(&job->cv);
@@ -66,7 +68,16 @@ server_job *server_job_new(const int32_t *prompt, size_t n_prompt, const pagoda_
     job->stop = n_stop ? calloc(n_stop, sizeof *job->stop) : NULL;
     job->dola_layers = sp->dola_layers ? strdup(sp->dola_layers) : NULL;
     job->sampling.dola_layers = job->dola_layers;
-    bool ok = job->samples && job->prompt && (!n_stop || job->stop) && (!sp->dola_layers || job->dola_layers);
+    if (sp->n_logit_bias && (job->logit_bias = malloc(sp->n_logit_bias * sizeof *job->logit_bias)))
+        memcpy(job->logit_bias, sp->logit_bias, sp->n_logit_bias * sizeof *job->logit_bias);
+    if (sp->n_stop_token_ids && (job->stop_token_ids = malloc(sp->n_stop_token_ids * sizeof(int32_t))))
+        memcpy(job->stop_token_ids, sp->stop_token_ids, sp->n_stop_token_ids * sizeof(int32_t));
+    job->sampling.logit_bias = job->logit_bias;
+    job->sampling.stop_token_ids = job->stop_token_ids;
+    job->sampling.stop = NULL;
+    job->sampling.n_stop = 0;
+    bool ok = job->samples && job->prompt && (!n_stop || job->stop) && (!sp->n_logit_bias || job->logit_bias) &&
+              (!sp->n_stop_token_ids || job->stop_token_ids) && (!sp->dola_layers || job->dola_layers);
     for (size_t i = 0; ok && i < n_stop; i++) {
         if (!(job->stop[i] = strdup(stop[i]))) ok = false;
         else job->n_stop = i + 1;
@@ -77,7 +88,8 @@ server_job *server_job_new(const int32_t *prompt, size_t n_prompt, const pagoda_
     }
     memcpy(job->prompt, prompt, n_prompt * sizeof *prompt);
     job->n_prompt = n_prompt;
-    for (int32_t i = 0; i < job->n_samples; i++) server_stop_init(&job->samples[i].stop, job->stop, job->n_stop);
+    job->sampling.stop = (const char *const *)job->stop;
+    job->sampling.n_stop = job->n_stop;
     return job;
 }
 
@@ -238,6 +250,26 @@ static server_finish finish_of(pagoda_finish_reason r) {
     return SERVER_FINISH_ERROR;
 }
 
+static bool append_logprobs(server_sample *s, const pagoda_output *o) {
+    if (!o->logprobs || !o->n_tokens) return true;
+    if (s->n_logprobs + (int32_t)o->n_tokens > s->cap_logprobs) {
+        int32_t cap = (s->n_logprobs + (int32_t)o->n_tokens) * 2 + 16;
+        server_logprob *grown = realloc(s->logprobs, (size_t)cap * sizeof *grown);
+        if (!grown) return false;
+        s->logprobs = grown;
+        s->cap_logprobs = cap;
+    }
+    for (size_t i = 0; i < o->n_tokens; i++) {
+        const pagoda_token_logprob *lp = &o->logprobs[i];
+        server_logprob *out = &s->logprobs[s->n_logprobs++];
+        out->token = lp->token;
+        out->logprob = lp->logprob;
+        out->n_top = lp->n_top < 20 ? lp->n_top : 20;
+        memcpy(out->top, lp->top, (size_t)out->n_top * sizeof *out->top);
+    }
+    return true;
+}
+
 /* One output of pagoda_step into its job; the job is retired when all its samples are done. */
 static void deliver(server_engine *e, const pagoda_output *o, double now) {
     int32_t index;
@@ -258,10 +290,8 @@ static void deliver(server_engine *e, const pagoda_output *o, double now) {
     bool ok = true;
     if (s->finish == SERVER_FINISH_NONE) {
         s->n_tokens = o->n_generated;
-        ok = server_stop_feed(&s->stop, o->text, o->text_len, &s->text);
-        if (s->stop.matched) s->finish = SERVER_FINISH_STOP;
-        else if (o->finished) {
-            ok = server_stop_flush(&s->stop, &s->text) && ok;
+        ok = server_buf_append(&s->text, o->text, o->text_len) && append_logprobs(s, o);
+        if (o->finished) {
             s->finish = finish_of(o->finish_reason);
             if (s->finish == SERVER_FINISH_ERROR && !job->error[0]) {
                 job->error_http = http_status_of(o->error_status);
@@ -286,7 +316,7 @@ static void deliver(server_engine *e, const pagoda_output *o, double now) {
     pthread_cond_broadcast(&job->cv);
     pthread_mutex_unlock(&job->mu);
     if (all_done) {
-        if (!engine_done) pagoda_abort(e->model, job->id); /* stopped by stop strings: free its blocks now */
+        if (!engine_done) pagoda_abort(e->model, job->id); /* failed here (out of memory): free its blocks now */
         retire(e, index, first);
     }
 }

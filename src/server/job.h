@@ -3,7 +3,8 @@
  *   HTTP thread:  server_job_new -> server_engine_submit -> wait on job->cv, read samples -> release
  *   engine thread: drains submissions (pagoda_add_request) and cancellations (pagoda_abort), runs
  *                  pagoda_step while there is work (else sleeps on a condition variable), and
- *                  appends each output's text (through the job's stop strings) to its sample.
+ *                  appends each output's text (the engine withholds stop strings) and logprobs to
+ *                  its sample.
  *
  * A job's outputs grow monotonically under job->mu (text appended, counts raised, finished set);
  * readers remember how far they have read, so a slow reader gets the text of many steps at once.
@@ -21,7 +22,6 @@
 #include "pagoda.h"          /* defines: pagoda_model, pagoda_sampling_params, pagoda_request_id */
 #include "server/buf.h"      /* defines: server_buf */
 #include "server/metrics.h"  /* defines: server_metrics */
-#include "server/stop.h"     /* defines: server_stop */
 
 typedef enum server_finish {
     SERVER_FINISH_NONE = 0,
@@ -33,12 +33,21 @@ typedef enum server_finish {
 
 const char *server_finish_name(server_finish f); /* "stop", "length", "abort", "error" */
 
+/* One generated token's log-probability and its most likely alternatives (request.logprobs). */
+typedef struct server_logprob {
+    int32_t token;
+    float logprob;
+    int32_t n_top;
+    pagoda_top_logprob top[20]; /* [n_top] */
+} server_logprob;
+
 typedef struct server_sample {
-    server_buf text;       /* released text so far (stop strings withheld) */
+    server_buf text;       /* released text so far (stop strings withheld by the engine) */
     int32_t n_tokens;      /* tokens generated so far */
     server_finish finish;  /* NONE while running */
-    server_stop stop;      /* engine thread only */
     bool engine_finished;  /* engine thread only: the engine reported it finished */
+    server_logprob *logprobs; /* [n_logprobs] one per generated token, when asked for */
+    int32_t n_logprobs, cap_logprobs;
 } server_sample;
 
 typedef struct server_job {
@@ -51,8 +60,10 @@ typedef struct server_job {
     pagoda_sampling_params sampling; /* .dola_layers points at dola_layers */
     char *dola_layers;               /* owned copy */
     int32_t priority;
-    char **stop;            /* [n_stop] owned */
+    char **stop;            /* [n_stop] owned; sampling.stop points here */
     size_t n_stop;
+    pagoda_logit_bias *logit_bias; /* [sampling.n_logit_bias] owned copy */
+    int32_t *stop_token_ids;       /* [sampling.n_stop_token_ids] owned copy */
     double t_arrival;       /* seconds, CLOCK_MONOTONIC */
     atomic_bool cancel;     /* set by the HTTP side: abort it */
     /* outputs, under mu */
@@ -70,8 +81,8 @@ typedef struct server_job {
     struct server_job *next_pending;
 } server_job;
 
-/* A job for `prompt` (copied) and a copy of the stop strings; one reference (the caller's). NULL
- * when out of memory. */
+/* A job for `prompt` (copied) with copies of the stop strings and of sp's arrays (logit bias, stop
+ * token ids); one reference (the caller's). NULL when out of memory. */
 server_job *server_job_new(const int32_t *prompt, size_t n_prompt, const pagoda_sampling_params *sp, int32_t priority,
                            char *const *stop, size_t n_stop, double t_arrival);
 void server_job_release(server_job *job);

@@ -94,10 +94,9 @@ static const struct {
     const char *key;
     neutral value; /* the value that asks for nothing (null always does) */
 } unsupported[] = {
-    {"top_logprobs", N_ZERO}, {"presence_penalty", N_ZERO}, {"frequency_penalty", N_ZERO},
-    {"repetition_penalty", N_ONE}, {"logit_bias", N_EMPTY}, {"echo", N_FALSE}, {"suffix", N_EMPTY},
+    {"echo", N_FALSE}, {"suffix", N_EMPTY},
     {"tools", N_EMPTY}, {"functions", N_EMPTY}, {"min_tokens", N_ZERO},
-    {"stop_token_ids", N_EMPTY}, {"include_stop_str_in_output", N_FALSE},
+    {"include_stop_str_in_output", N_FALSE},
     {"skip_special_tokens", N_TRUE}, {"prompt_logprobs", N_NULL}, {"guided_json", N_NULL},
     {"guided_regex", N_NULL}, {"guided_choice", N_NULL}, {"guided_grammar", N_NULL}, {"prediction", N_NULL},
     {"audio", N_NULL}, {"chat_template", N_NULL}, {"continue_final_message", N_FALSE},
@@ -124,10 +123,7 @@ static bool check_unsupported(json_t *root, server_request_kind kind, int64_t n,
         if (v && !is_neutral(v, unsupported[i].value))
             return BAD(err, unsupported[i].key, "'%s' is not supported yet", unsupported[i].key);
     }
-    /* logprobs: a boolean for chat, a count for completions; only "none" is supported */
-    json_t *v = json_object_get(root, "logprobs");
-    if (v && !json_is_null(v) && !json_is_false(v)) return BAD(err, "logprobs", "'logprobs' is not supported yet");
-    v = json_object_get(root, "best_of");
+    json_t *v = json_object_get(root, "best_of");
     if (v && !json_is_null(v) && !json_is_true(json_object_get(root, "use_beam_search")) &&
         !(json_is_integer(v) && json_integer_value(v) == n))
         return BAD(err, "best_of", "'best_of' is not supported yet (only best_of equal to n)");
@@ -257,6 +253,7 @@ static bool parse_stop(json_t *v, server_request *r, server_error *err) {
         return BAD(err, "stop", "'stop' must be a string or an array of strings, not %s", type_name(v));
     if (n > SERVER_MAX_STOP) return BAD(err, "stop", "'stop' has %zu strings; at most %d are allowed", n, SERVER_MAX_STOP);
     if (n == 0) return true;
+    r->sampling.stop = NULL;
     r->stop = calloc(n, sizeof *r->stop);
     if (!r->stop) return NO_MEMORY(err);
     for (size_t i = 0; i < n; i++) {
@@ -268,14 +265,16 @@ static bool parse_stop(json_t *v, server_request *r, server_error *err) {
         if (!(r->stop[i] = dup_bytes(json_string_value(s), json_string_length(s)))) return NO_MEMORY(err);
         r->n_stop = i + 1;
     }
+    r->sampling.stop = (const char *const *)r->stop;
+    r->sampling.n_stop = r->n_stop;
     return true;
 }
 
 /* ---- Search strategies (engine/search.h): beams, contrastive search, DoLa ------------------------------ */
 static bool parse_search(json_t *root, server_request *r, server_error *err) {
     pagoda_sampling_params *sp = &r->sampling;
-    long long beams = 1, best_of = 0;
-    double length_penalty = 1, alpha = 0;
+    long long beams = sp->num_beams > 1 ? sp->num_beams : 1, best_of = 0; /* absent: keep what r holds */
+    double length_penalty = sp->length_penalty, alpha = sp->penalty_alpha;
     bool use_beam_search = false;
     if (!opt_int(root, "num_beams", 1, SERVER_MAX_N, &beams, NULL, err) ||
         !opt_bool(root, "use_beam_search", &use_beam_search, err) ||
@@ -312,6 +311,99 @@ static bool parse_search(json_t *root, server_request *r, server_error *err) {
     if (!(r->dola_layers = dup_bytes(buf, len))) return NO_MEMORY(err);
     sp->dola_layers = r->dola_layers;
     return true;
+}
+
+/* ---- The sampler chain's extras: penalties, typical-p, logit bias, stop token ids, logprobs ---------- */
+static bool parse_logit_bias(json_t *v, server_request *r, server_error *err) {
+    if (!v || json_is_null(v)) return true;
+    if (!json_is_object(v))
+        return BAD(err, "logit_bias", "'logit_bias' must be an object mapping token ids to biases, not %s",
+                   type_name(v));
+    size_t n = json_object_size(v);
+    if (n > SERVER_MAX_LOGIT_BIAS)
+        return BAD(err, "logit_bias", "'logit_bias' has %zu entries; at most %d are allowed", n, SERVER_MAX_LOGIT_BIAS);
+    if (n == 0) return true;
+    if (!(r->logit_bias = calloc(n, sizeof *r->logit_bias))) return NO_MEMORY(err);
+    const char *key;
+    json_t *bias;
+    size_t i = 0;
+    json_object_foreach(v, key, bias) {
+        char *end;
+        long long token = strtoll(key, &end, 10);
+        if (!*key || *end || token < 0 || token > INT32_MAX)
+            return BAD(err, "logit_bias", "'logit_bias' keys must be token ids (integers >= 0), got '%.40s'", key);
+        if (!json_is_number(bias) || !(json_number_value(bias) >= -100 && json_number_value(bias) <= 100))
+            return BAD(err, "logit_bias", "'logit_bias'[\"%.40s\"] must be a number from -100 to 100", key);
+        r->logit_bias[i++] = (pagoda_logit_bias){(int32_t)token, (float)json_number_value(bias)};
+    }
+    r->sampling.logit_bias = r->logit_bias;
+    r->sampling.n_logit_bias = i;
+    return true;
+}
+
+static bool parse_stop_token_ids(json_t *v, server_request *r, server_error *err) {
+    if (!v || json_is_null(v)) return true;
+    if (!json_is_array(v))
+        return BAD(err, "stop_token_ids", "'stop_token_ids' must be an array of token ids, not %s", type_name(v));
+    size_t n = json_array_size(v);
+    if (n > SERVER_MAX_STOP_TOKEN_IDS)
+        return BAD(err, "stop_token_ids", "'stop_token_ids' has %zu ids; at most %d are allowed", n,
+                   SERVER_MAX_STOP_TOKEN_IDS);
+    if (n == 0) return true;
+    if (!(r->stop_token_ids = malloc(n * sizeof *r->stop_token_ids))) return NO_MEMORY(err);
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(v, i);
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
+            return BAD(err, "stop_token_ids", "'stop_token_ids'[%zu] must be a token id (an integer >= 0)", i);
+        r->stop_token_ids[i] = (int32_t)json_integer_value(t);
+    }
+    r->sampling.stop_token_ids = r->stop_token_ids;
+    r->sampling.n_stop_token_ids = n;
+    return true;
+}
+
+/* logprobs: chat takes a boolean plus top_logprobs 0..20; completions a count 0..5 */
+static bool parse_logprobs(json_t *root, server_request *r, server_error *err) {
+    pagoda_sampling_params *sp = &r->sampling;
+    json_t *v = json_object_get(root, "logprobs");
+    long long top = 0;
+    bool given = false;
+    if (r->kind == SERVER_REQ_CHAT) {
+        if (!opt_bool(root, "logprobs", &sp->logprobs, err) ||
+            !opt_int(root, "top_logprobs", 0, SERVER_MAX_TOP_LOGPROBS, &top, &given, err))
+            return false;
+        if (given && top > 0 && !sp->logprobs)
+            return BAD(err, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+        sp->top_logprobs = (int32_t)top;
+        return true;
+    }
+    json_t *t = json_object_get(root, "top_logprobs");
+    if (t && !json_is_null(t))
+        return BAD(err, "top_logprobs", "'top_logprobs' is for chat completions; completions take 'logprobs': N");
+    if (!v || json_is_null(v) || json_is_false(v)) return true;
+    if (!opt_int(root, "logprobs", 0, SERVER_MAX_COMPLETION_LOGPROBS, &top, &given, err)) return false;
+    sp->logprobs = true;
+    sp->top_logprobs = (int32_t)top;
+    return true;
+}
+
+bool server_request_parse_sampling(json_t *root, server_request *r, server_error *err) {
+    pagoda_sampling_params *sp = &r->sampling;
+    double presence = sp->presence_penalty, frequency = sp->frequency_penalty, repetition = sp->repetition_penalty,
+           typical = sp->typical_p;
+    if (!opt_number(root, "presence_penalty", -2, 2, false, &presence, err) ||
+        !opt_number(root, "frequency_penalty", -2, 2, false, &frequency, err) ||
+        !opt_number(root, "repetition_penalty", 0, 100, true, &repetition, err) ||
+        !opt_number(root, "typical_p", 0, 1, true, &typical, err))
+        return false;
+    sp->presence_penalty = (float)presence;
+    sp->frequency_penalty = (float)frequency;
+    sp->repetition_penalty = (float)repetition;
+    sp->typical_p = (float)typical;
+    return parse_stop(json_object_get(root, "stop"), r, err) &&
+           parse_logit_bias(json_object_get(root, "logit_bias"), r, err) &&
+           parse_stop_token_ids(json_object_get(root, "stop_token_ids"), r, err) && parse_logprobs(root, r, err) &&
+           parse_search(root, r, err);
 }
 
 /* ---- Sampling ------------------------------------------------------------------------------------- */
@@ -358,8 +450,7 @@ static bool parse_generation(json_t *root, server_request *r, server_error *err)
     sp->seed = (uint64_t)seed;
     sp->max_tokens = (int32_t)max_tokens;
     r->priority = (int32_t)priority;
-    return check_unsupported(root, r->kind, n, err) && parse_search(root, r, err) &&
-           parse_stop(json_object_get(root, "stop"), r, err);
+    return check_unsupported(root, r->kind, n, err) && server_request_parse_sampling(root, r, err);
 }
 
 /* ---- Entry point ---------------------------------------------------------------------------------- */
@@ -432,5 +523,7 @@ void server_request_free(server_request *r) {
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     free(r->dola_layers);
+    free(r->logit_bias);
+    free(r->stop_token_ids);
     memset(r, 0, sizeof *r);
 }

@@ -7,10 +7,13 @@
  *   system/developer/user/assistant; content a string or text parts), stream,
  *   stream_options.include_usage, max_tokens / max_completion_tokens, temperature, top_p, top_k,
  *   min_p, n, seed, stop (string or strings), ignore_eos, priority, add_generation_prompt (chat),
+ *   presence_penalty / frequency_penalty (-2..2), repetition_penalty (> 0), typical_p (0..1],
+ *   logit_bias ({"token id": -100..100}), stop_token_ids, logprobs (chat: a boolean, with
+ *   top_logprobs 0..20; completions: a count 0..5),
  *   search strategies: num_beams (or use_beam_search with best_of), length_penalty, early_stopping,
  *   penalty_alpha (with top_k), dola_layers ("low", "high" or an array of layer indices).
- *   Parameters the engine cannot honour yet (logprobs, top_logprobs, presence/frequency/repetition
- *   penalties, logit_bias, echo, suffix, best_of, tools, response_format json, ...) give a 400
+ *   Parameters the engine cannot honour yet (echo, suffix, best_of without use_beam_search, tools,
+ *   response_format json, ...) give a 400
  *   "... is not supported yet", unless their value is the neutral default. Unknown fields are
  *   ignored, as vLLM does.
  * POST /tokenize: {prompt | messages, add_special_tokens, add_generation_prompt}.
@@ -47,6 +50,10 @@ void server_error_set(server_error *e, int http_status, const char *type, const 
 #define SERVER_MAX_STOP 16        /* stop strings per request */
 #define SERVER_MAX_STOP_BYTES 512 /* bytes per stop string */
 #define SERVER_MAX_N 128          /* samples per request */
+#define SERVER_MAX_LOGIT_BIAS 1024     /* logit_bias entries */
+#define SERVER_MAX_STOP_TOKEN_IDS 1024 /* stop_token_ids */
+#define SERVER_MAX_TOP_LOGPROBS 20     /* chat top_logprobs */
+#define SERVER_MAX_COMPLETION_LOGPROBS 5 /* completions logprobs */
 
 typedef struct server_request {
     server_request_kind kind;
@@ -66,9 +73,11 @@ typedef struct server_request {
     pagoda_sampling_params sampling;  /* max_tokens -1: up to the context */
     bool seed_given;
     int32_t priority;
-    char **stop;                      /* [n_stop] non-empty stop strings, owned */
+    char **stop;                      /* [n_stop] non-empty stop strings, owned; sampling.stop points here */
     size_t n_stop;
     char *dola_layers;                /* owned; sampling.dola_layers points at it */
+    pagoda_logit_bias *logit_bias;    /* [sampling.n_logit_bias] owned; sampling.logit_bias points here */
+    int32_t *stop_token_ids;          /* [sampling.n_stop_token_ids] owned */
 } server_request;
 
 /* Parses and validates a request body of `kind`. On success fills *out (release it with
@@ -78,5 +87,14 @@ typedef struct server_request {
 bool server_request_parse(server_request_kind kind, const char *body, size_t len, server_request *out,
                           server_error *err);
 void server_request_free(server_request *r);
+
+/* The sampler-chain fields of a parsed JSON object (stop, presence_penalty, frequency_penalty,
+ * repetition_penalty, typical_p, logit_bias, stop_token_ids, logprobs, top_logprobs, and the search
+ * strategies' num_beams, use_beam_search + best_of, length_penalty, early_stopping, penalty_alpha,
+ * dola_layers) into
+ * r->sampling (arrays owned by r; r->kind decides how logprobs reads). Shared with `pagoda batch`.
+ * Fields absent keep r->sampling's values. False with *err set on a bad value. */
+struct json_t;
+bool server_request_parse_sampling(struct json_t *root, server_request *r, server_error *err);
 
 #endif

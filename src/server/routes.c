@@ -90,6 +90,20 @@ enum MHD_Result server_route_generate(server_conn *c, server_request_kind kind) 
                          n_ids, s->info.n_ctx);
         goto fail;
     }
+    for (size_t i = 0; i < req.sampling.n_logit_bias; i++)
+        if (req.sampling.logit_bias[i].token >= s->info.n_vocab) {
+            server_error_set(&err, 400, "invalid_request_error", NULL, "logit_bias",
+                             "'logit_bias' token %d is out of range (the vocabulary has %d tokens)",
+                             req.sampling.logit_bias[i].token, s->info.n_vocab);
+            goto fail;
+        }
+    for (size_t i = 0; i < req.sampling.n_stop_token_ids; i++)
+        if (req.sampling.stop_token_ids[i] >= s->info.n_vocab) {
+            server_error_set(&err, 400, "invalid_request_error", NULL, "stop_token_ids",
+                             "'stop_token_ids' token %d is out of range (the vocabulary has %d tokens)",
+                             req.sampling.stop_token_ids[i], s->info.n_vocab);
+            goto fail;
+        }
     server_engine_snapshot snap;
     server_engine_snapshot_get(s->engine, &snap);
     if (snap.stats.n_waiting + snap.n_pending >= s->cfg.max_queue) {

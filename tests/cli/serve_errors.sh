@@ -59,14 +59,30 @@ expect 400 stop "an empty stop string" POST $C '{"prompt": "x", "stop": [""]}'
 expect 400 stop "17 stop strings" POST $C '{"prompt": "x", "stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}'
 expect 400 stream_options "stream_options without stream" POST $C '{"prompt": "x", "stream_options": {"include_usage": true}}'
 expect 400 model "model a number" POST $C '{"prompt": "x", "model": 7}'
-for p in '"presence_penalty": 0.5' '"frequency_penalty": 1' '"repetition_penalty": 1.2' '"logit_bias": {"5": 10}' \
-         '"logprobs": 2' '"top_logprobs": 3' '"echo": true' '"best_of": 3' '"suffix": "end"' \
+# the sampler chain's fields: out-of-range values name the field
+expect 400 presence_penalty "presence_penalty 3" POST $C '{"prompt": "x", "presence_penalty": 3}'
+expect 400 frequency_penalty "frequency_penalty -2.5" POST $C '{"prompt": "x", "frequency_penalty": -2.5}'
+expect 400 repetition_penalty "repetition_penalty 0" POST $C '{"prompt": "x", "repetition_penalty": 0}'
+expect 400 typical_p "typical_p 1.5" POST $C '{"prompt": "x", "typical_p": 1.5}'
+expect 400 logit_bias "logit_bias a list" POST $C '{"prompt": "x", "logit_bias": [1, 2]}'
+expect 400 logit_bias "logit_bias key not a token id" POST $C '{"prompt": "x", "logit_bias": {"abc": 1}}'
+expect 400 logit_bias "logit_bias 200" POST $C '{"prompt": "x", "logit_bias": {"5": 200}}'
+expect 400 logit_bias "logit_bias token past the vocabulary" POST $C '{"prompt": "x", "logit_bias": {"99999999": 1}}'
+expect 400 stop_token_ids "stop_token_ids -1" POST $C '{"prompt": "x", "stop_token_ids": [-1]}'
+expect 400 stop_token_ids "stop_token_ids past the vocabulary" POST $C '{"prompt": "x", "stop_token_ids": [99999999]}'
+expect 400 stop_token_ids "stop_token_ids a string" POST $C '{"prompt": "x", "stop_token_ids": "a"}'
+expect 400 logprobs "completions logprobs 6" POST $C '{"prompt": "x", "logprobs": 6}'
+expect 400 top_logprobs "completions top_logprobs" POST $C '{"prompt": "x", "top_logprobs": 2}'
+expect 400 logprobs "chat logprobs 2" POST $CH '{"messages": [{"role": "user", "content": "x"}], "logprobs": 2}'
+expect 400 top_logprobs "chat top_logprobs 21" POST $CH '{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}'
+expect 400 top_logprobs "chat top_logprobs without logprobs" POST $CH '{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}'
+for p in '"echo": true' '"best_of": 3' '"suffix": "end"' \
          '"response_format": {"type": "json_object"}'; do
     name=$(echo "$p" | sed 's/^"\([a-z_]*\)".*/\1/')
     expect 400 "$name" "unsupported $p" POST $C "{\"prompt\": \"x\", $p}"
     check "  ... says '$name' is not supported yet" "jq -e '.error.message | test(\"$name.*not supported yet\")' $tmp/body >/dev/null"
 done
-check "neutral values of unsupported parameters are accepted" \
+check "neutral values of unsupported (and sampler) parameters are accepted" \
     "[ \$(http POST $u$C '{\"prompt\": \"x\", \"max_tokens\": 2, \"presence_penalty\": 0, \"frequency_penalty\": 0, \"logprobs\": null, \"logit_bias\": {}, \"echo\": false, \"best_of\": 1, \"repetition_penalty\": 1, \"user\": \"me\", \"some_unknown_field\": 1}') = 200 ]"
 check "chat: logprobs false is accepted" \
     "[ \$(http POST $u$CH '{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 2, \"logprobs\": false, \"tool_choice\": \"none\", \"tools\": []}') = 200 ]"

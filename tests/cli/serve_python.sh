@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `pagoda serve` with the official `openai` Python client (tests/server/*.py), on stories260K:
 # completions and chat, streaming and not, errors as the client's exceptions, and 32 concurrent
-# streams equal to their requests alone. Python runs only here, as a client.
+# streams equal to their requests alone (also on SmolLM2 Q4_1 when it has been fetched). Python runs only here, as a client.
 # The interpreter: $PAGODA_PYTHON, else ~/.cache/pagoda/venv/bin/python, else python3, whichever
 # first imports openai (Debian's pip refuses system installs: make the venv with
 #   python3 -m venv ~/.cache/pagoda/venv && ~/.cache/pagoda/venv/bin/pip install openai).
@@ -33,5 +33,25 @@ for t in test_openai_client test_concurrency; do
 done
 check "metrics: nothing left running" "[ \$(metric $s_url num_requests_running) = 0 ] && [ \$(metric $s_url kv_cache_usage_perc) = 0 ]"
 stop_server s
+
+# The same 32 concurrent streams on a real quantized model (int8-activation kernels): batch
+# invariance must hold there too. Skipped under the sanitizers (minutes there, and the kernels'
+# invariance is tested under them by test_engine_invariance).
+smol=${PAGODA_MODEL_DIR:-$HOME/.cache/pagoda/models}/SmolLM2-135M-Instruct.Q4_1.gguf
+case "$bin" in
+*build-asan*) echo "SKIP part: SmolLM2 concurrency under the sanitizers" ;;
+*)
+    if [ -f "$smol" ]; then
+        start_server q -m "$smol" --api-key test-key --served-model-name smollm2 -c 1024 || exit 1
+        PAGODA_URL=$q_url PAGODA_MODEL_ID=smollm2 "$python" "$(dirname "$0")/../server/test_concurrency.py" \
+            >"$tmp/smol.out" 2>&1
+        rc=$?
+        cat "$tmp/smol.out"
+        check "test_concurrency.py passes on SmolLM2 Q4_1" "[ $rc -eq 0 ]"
+        stop_server q
+    else
+        echo "SKIP part: $smol not found (scripts/fetch_model.sh)"
+    fi ;;
+esac
 echo "$checks checks, $fails failed"
 [ $fails -eq 0 ]

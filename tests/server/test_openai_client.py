@@ -88,8 +88,8 @@ expect_error("an unknown model raises NotFoundError", openai.NotFoundError,
              lambda: client.completions.create(model="no-such-model", prompt="x"), "model")
 expect_error("a bad temperature raises BadRequestError naming it", openai.BadRequestError,
              lambda: client.completions.create(model=model, prompt="x", temperature=5), "temperature")
-expect_error("an unsupported penalty raises BadRequestError naming it", openai.BadRequestError,
-             lambda: client.chat.completions.create(model=model, messages=messages, presence_penalty=1.5),
+expect_error("an out-of-range penalty raises BadRequestError naming it", openai.BadRequestError,
+             lambda: client.chat.completions.create(model=model, messages=messages, presence_penalty=2.5),
              "presence_penalty")
 bad = openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)
 expect_error("a wrong key raises AuthenticationError", openai.AuthenticationError, lambda: bad.models.list())

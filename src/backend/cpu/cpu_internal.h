@@ -20,6 +20,8 @@ typedef struct cpu_backend {
 } cpu_backend;
 
 void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens);
+void cpu_matmul_rows(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
+                     const uint8_t *decode_rows);
 /* Allocates cpu->mm for rows of up to max_cols (cpu->pool must exist). Errors: PAGODA_ERR_OUT_OF_MEMORY
  * (cpu->mm is then NULL). */
 pagoda_status cpu_matmul_scratch_init(cpu_backend *cpu, int64_t max_cols);

@@ -4,7 +4,8 @@
  *  - integer (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K): x is quantized to 8 bits per block of
  *    32 (cpu_quant_dot.h) in pieces of at most max_tokens tokens, into scratch sized at init. Each
  *    thread takes a contiguous range of 4-row tiles (the same count for every thread).
- *      decode (a piece of <= 3 tokens): fused kernels read the GGUF blocks directly, 4 rows x 1
+ *      decode (a piece of <= 3 tokens, or the tokens marked as decode rows by cpu_matmul_rows): fused
+ *      kernels read the GGUF blocks directly, 4 rows x 1
  *      token at a time, prefetching one tile ahead (cpu_quant_dot_decode*.c; AVX-512 VNNI for the
  *      legacy types where available, AVX2 otherwise and for the K-quants);
  *      prefill: a tile is expanded once into a common u8 form in L1 and the AVX2 (maddubs, 4 rows
@@ -16,6 +17,10 @@
  *    (cpu_matmul_avx512.c).
  *  - streaming fallback, for rows longer than the max_cols given at init: dequantizes 256 elements
  *    at a time on the stack. Slow, but needs no scratch.
+ * Batch invariance: every kernel computes a token's row with the same operations whatever the other
+ * tokens of the call, but the fused and tiled kernels differ from each other in rounding; so
+ * cpu_matmul_rows takes the family per token (decode rows fused, prompt rows tiled) instead of from
+ * the piece's size, and a sequence's tokens come out bit-identical alone or in any batch.
  * In exact mode (cpu_backend_set_exact) every type takes the float path (f32 activations).
  * cpu_matmul_force_isa() picks AVX2 even on AVX-512 machines (tests run both).
  */
@@ -137,6 +142,7 @@ typedef struct matmul_job {
     cpu_isa isa;
     cpu_expand_fn expand;
     cpu_qdot_rows_fn fused; /* few-token kernel, or NULL */
+    bool piece_fused; /* integer path: the current piece takes the fused kernel */
 } matmul_job;
 
 /* This thread's row tiles [*r_begin, *r_end), in whole tiles of CPU_QDOT_MAX_ROWS. */
@@ -167,7 +173,7 @@ static void matmul_int_thread(void *arg, int thread_index, int n_threads) {
     tile->n_cols = n;
     int64_t r_begin, r_end;
     split_rows(w->n_rows, thread_index, n_threads, &r_begin, &r_end);
-    if (job->fused && job->n_piece <= CPU_MATMUL_FUSED_TOKENS) {
+    if (job->piece_fused) {
         job->fused((const uint8_t *)w->data + (size_t)r_begin * w->row_bytes, w->row_bytes, r_end - r_begin,
                    &job->mm->act, 0, job->n_piece, job->y + job->t0 * w->n_rows + r_begin, w->n_rows);
         return;
@@ -314,7 +320,24 @@ static void matmul_stream_thread(void *arg, int thread_index, int n_threads) {
  * Entry point
  * ------------------------------------------------------------------------------------------- */
 
+/* Tokens [t0, t0 + n) of the integer path as one piece (n <= max_tokens). */
+static void run_int_piece(cpu_backend *cpu, matmul_job *job, int64_t t0, int64_t n, bool fused) {
+    job->t0 = t0;
+    job->n_piece = n;
+    job->piece_fused = fused && job->fused;
+    if (n < 8)
+        cpu_qact_quantize(job->x, t0, t0 + n, t0, &cpu->mm->act);
+    else
+        threadpool_run(cpu->pool, quantize_thread, job);
+    threadpool_run(cpu->pool, matmul_int_thread, job);
+}
+
 void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens) {
+    cpu_matmul_rows(be, w, x, y, n_tokens, NULL);
+}
+
+void cpu_matmul_rows(backend *be, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
+                     const uint8_t *decode_rows) {
     cpu_backend *cpu = (cpu_backend *)be;
     cpu_matmul_scratch *mm = cpu->mm;
     matmul_job job = {.mm = mm, .w = w, .x = x, .y = y, .n_tokens = n_tokens, .isa = current_isa(),
@@ -333,13 +356,18 @@ void cpu_matmul(backend *be, const backend_matrix *w, const float *x, float *y, 
         return;
     }
     mm->act.n_cols = w->n_cols;
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += mm->max_tokens) {
-        job.t0 = t0;
-        job.n_piece = n_tokens - t0 < mm->max_tokens ? n_tokens - t0 : mm->max_tokens;
-        if (job.n_piece < 8)
-            cpu_qact_quantize(x, t0, t0 + job.n_piece, t0, &mm->act);
-        else
-            threadpool_run(cpu->pool, quantize_thread, &job);
-        threadpool_run(cpu->pool, matmul_int_thread, &job);
+    if (!decode_rows) { /* by count: few-token pieces fused, the rest tiled */
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += mm->max_tokens) {
+            int64_t n = n_tokens - t0 < mm->max_tokens ? n_tokens - t0 : mm->max_tokens;
+            run_int_piece(cpu, &job, t0, n, n <= CPU_MATMUL_FUSED_TOKENS);
+        }
+        return;
+    }
+    /* by token: runs of decode tokens fused, runs of prompt tokens tiled, whatever their length */
+    for (int64_t t0 = 0; t0 < n_tokens;) {
+        int64_t t1 = t0 + 1;
+        while (t1 < n_tokens && t1 - t0 < mm->max_tokens && (decode_rows[t1] != 0) == (decode_rows[t0] != 0)) t1++;
+        run_int_piece(cpu, &job, t0, t1 - t0, decode_rows[t0] != 0);
+        t0 = t1;
     }
 }

@@ -5,16 +5,15 @@
  * Planning one pass (at most max_seqs sequences), on the calling thread, O(n_seqs):
  *   prefill sequence (n_q > 1): ceil(n_q / tq) token tiles x n_kv_head items, tq = PA_ROWS_TARGET
  *       / group tokens (at least 1); listed last tile first, since causal tiles grow with position;
- *   decode sequence (n_q = 1): n_splits items, each a chunk of keys for every kv head (so the item
- *       streams whole blocks: a slot's K of all kv heads is one contiguous row). With
- *       T = PA_ITEMS_PER_THREAD x threads, a chunk is sized to about total_cost / T (cost = query
- *       rows x keys), at least PA_MIN_CHUNK_KEYS keys, rounded up to 16; so one long sequence is cut
- *       into about T chunks and a batch of many sequences gets one chunk each. Splits are capped by
- *       the partial scratch.
+ *   decode sequence (n_q = 1): one item per chunk of pa_chunk_keys() keys (256 rounded up to whole
+ *       blocks), each for every kv head (so the item streams whole blocks: a slot's K of all kv heads
+ *       is one contiguous row). The chunk length is fixed, not chosen from the step's work, so that a
+ *       row's arithmetic never depends on its batch (cpu_paged_attention_internal.h): a long
+ *       sequence still spreads over every thread (4k keys are 16 items), a short one is one item.
  * Prefill items come first, then decode items; threads take the next item from an atomic counter,
  * so they finish together however uneven the items are. Split decodes leave partials (acc, m, l);
- * a second run over (sequence, head) computes out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c,
- * M = max_c m_c, which is exact (the same softmax, regrouped).
+ * a second run over (sequence, head) merges them in chunk order with pa_merge_chunk, exactly as a
+ * prefill row merges its chunks, and normalises.
  */
 #include "backend/cpu/cpu_paged_attention.h"
 
@@ -29,20 +28,17 @@
 #include "core/error.h"                               /* defines: error_set */
 
 enum {
-    PA_ITEMS_PER_THREAD = 4, /* aim for this many items per thread when splitting decodes */
-    PA_MIN_CHUNK_KEYS = 64,  /* shortest decode chunk worth its partial and reduce */
-    PA_MIN_SPLIT_THREADS = 8 /* partial scratch is sized for at least this many threads */
+    PA_INITIAL_PARTIAL_CHUNKS = 64, /* partial scratch at init: this many decode chunks (it grows on demand) */
 };
 
 struct cpu_paged_attention {
     threadpool *pool;
     int n_threads;
-    int split_threads;          /* threads the decode split aims at (pool's count unless overridden) */
     paged_attention_limits limits;
     int rows_max;               /* query rows per item: max(PA_ROWS_TARGET, max_n_head) */
     pa_scratch *scratch;        /* [n_threads] */
     float *partials;            /* [partial_floats] */
-    size_t partial_floats;      /* PA_ITEMS_PER_THREAD x max(threads, 8) x max_n_head x (max_head_dim + 2) */
+    size_t partial_floats;      /* capacity of partials */
     /* The current pass's plan, each [max_seqs] (item_start [max_seqs + 1]): */
     int32_t *order;             /* args' sequence indices, prefills first, then decodes */
     int64_t *item_start;        /* items of order[i]: item_start[i] .. item_start[i+1]-1 */
@@ -78,6 +74,9 @@ void cpu_paged_attention_free(cpu_paged_attention *pa) {
             free(s->p);
             free(s->kt);
             free(s->vt);
+            free(s->cm);
+            free(s->cl);
+            free(s->cacc);
         }
     free(pa->scratch);
     free(pa->partials);
@@ -103,12 +102,10 @@ pagoda_status cpu_paged_attention_init(threadpool *pool, const paged_attention_l
     if (!pa) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the paged-attention workspace");
     pa->pool = pool;
     pa->n_threads = threadpool_n_threads(pool);
-    pa->split_threads = pa->n_threads;
     pa->limits = *limits;
     pa->rows_max = limits->max_n_head > PA_ROWS_TARGET ? limits->max_n_head : PA_ROWS_TARGET;
     size_t hd = (size_t)limits->max_head_dim, rows = (size_t)pa->rows_max;
-    int split_threads = pa->n_threads > PA_MIN_SPLIT_THREADS ? pa->n_threads : PA_MIN_SPLIT_THREADS;
-    pa->partial_floats = (size_t)PA_ITEMS_PER_THREAD * split_threads * limits->max_n_head * (hd + 2);
+    pa->partial_floats = (size_t)PA_INITIAL_PARTIAL_CHUNKS * limits->max_n_head * (hd + 2);
     size_t n_seqs = (size_t)limits->max_seqs;
     pa->scratch = calloc((size_t)pa->n_threads, sizeof *pa->scratch);
     pa->partials = alloc_floats(pa->partial_floats);
@@ -129,7 +126,12 @@ pagoda_status cpu_paged_attention_init(threadpool *pool, const paged_attention_l
         s->p = alloc_floats(rows * PA_TILE_KEYS);
         s->kt = alloc_floats((size_t)limits->max_n_head * PA_TILE_KEYS * hd); /* n_kv_head <= n_head */
         s->vt = alloc_floats((size_t)limits->max_n_head * PA_TILE_KEYS * hd);
-        ok = s->q && s->acc && s->m && s->l && s->p && s->kt && s->vt;
+        s->cm = alloc_floats(rows);
+        s->cl = alloc_floats(rows);
+        s->cacc = alloc_floats(rows * hd);
+        ok = s->q && s->acc && s->m && s->l && s->p && s->kt && s->vt && s->cm && s->cl && s->cacc;
+        /* scores of a tile's last keys are computed four at a time past its end, from here */
+        if (ok) memset(s->kt, 0, (size_t)limits->max_n_head * PA_TILE_KEYS * hd * sizeof(float));
     }
     if (!ok) {
         cpu_paged_attention_free(pa);
@@ -139,32 +141,17 @@ pagoda_status cpu_paged_attention_init(threadpool *pool, const paged_attention_l
     return PAGODA_OK;
 }
 
-void cpu_paged_attention_set_split_threads(cpu_paged_attention *pa, int n_threads) {
-    pa->split_threads = n_threads > 0 ? n_threads : pa->n_threads;
-}
-
 /* ---- planning ---------------------------------------------------------------------------------------- */
 
 static int n_q_of(const paged_attention_args *a, int s) { return a->query_start[s + 1] - a->query_start[s]; }
 
-/* Plans sequences first .. first + n - 1 into pa's arrays (see the top of the file). */
-static void plan_pass(cpu_paged_attention *pa, const paged_attention_args *a, int first, int n) {
-    int group = a->n_head / a->n_kv_head;
+/* Plans sequences first .. first + n - 1 into pa's arrays (see the top of the file), growing the
+ * partial scratch when the pass's split decodes need more. Errors: PAGODA_ERR_OUT_OF_MEMORY. */
+static pagoda_status plan_pass(cpu_paged_attention *pa, const paged_attention_args *a, int first, int n) {
+    int group = a->n_head / a->n_kv_head, chunk = pa_chunk_keys(a->block_size);
     pa->pass_first = first;
     pa->pass_n = n;
     pa->tq = PA_ROWS_TARGET / group > 1 ? PA_ROWS_TARGET / group : 1;
-    double cost = 0; /* query rows x keys, over the pass */
-    for (int i = 0; i < n; i++) {
-        int s = first + i, n_q = n_q_of(a, s);
-        cost += (double)n_q * ((double)a->seq_lens[s] - n_q / 2.0) * a->n_head;
-    }
-    int64_t chunk_target = INT32_MAX; /* keys per decode chunk */
-    if (pa->split_threads > 1 && cost > 0) {
-        double per_item = cost / ((double)PA_ITEMS_PER_THREAD * pa->split_threads);
-        double keys = ceil(per_item / a->n_head);
-        chunk_target = keys < PA_MIN_CHUNK_KEYS ? PA_MIN_CHUNK_KEYS : keys > INT32_MAX ? INT32_MAX : (int64_t)keys;
-        chunk_target = (chunk_target + 15) / 16 * 16;
-    }
     size_t item_floats = (size_t)a->n_head * (a->head_dim + 2); /* one decode item's partial */
     size_t partial_used = 0;
     pa->n_order = 0;
@@ -180,24 +167,23 @@ static void plan_pass(cpu_paged_attention *pa, const paged_attention_args *a, in
                 continue;
             }
             int len = a->seq_lens[s];
-            int64_t splits = (len + chunk_target - 1) / chunk_target;
-            int64_t room = (int64_t)((pa->partial_floats - partial_used) / item_floats);
-            if (splits > room) splits = room;
-            if (splits <= 1) {
-                pa->n_tiles[i] = 1;
-                pa->chunk_keys[i] = len;
-                continue;
-            }
-            int keys = (int)((len + splits - 1) / splits);
-            keys = (keys + 15) / 16 * 16;
-            pa->n_tiles[i] = (len + keys - 1) / keys;
-            pa->chunk_keys[i] = keys;
+            pa->chunk_keys[i] = chunk;
+            pa->n_tiles[i] = len > chunk ? (len + chunk - 1) / chunk : 1;
             if (pa->n_tiles[i] > 1) {
                 pa->partial_off[i] = (int64_t)partial_used;
                 partial_used += (size_t)pa->n_tiles[i] * item_floats;
                 pa->split_seqs[pa->n_split_seqs++] = i;
             }
         }
+    if (partial_used > pa->partial_floats) {
+        float *grown = alloc_floats(partial_used + partial_used / 2);
+        if (!grown)
+            return error_set(PAGODA_ERR_OUT_OF_MEMORY, "paged attention: no memory for the split-KV partials "
+                             "(%zu MiB)", (partial_used * sizeof(float)) >> 20);
+        free(pa->partials);
+        pa->partials = grown;
+        pa->partial_floats = partial_used + partial_used / 2;
+    }
     pa->item_start[0] = 0;
     for (int o = 0; o < pa->n_order; o++) {
         int s = first + pa->order[o];
@@ -205,6 +191,7 @@ static void plan_pass(cpu_paged_attention *pa, const paged_attention_args *a, in
         pa->item_start[o + 1] = pa->item_start[o] + (int64_t)pa->n_tiles[pa->order[o]] * per_tile;
     }
     pa->n_items = pa->item_start[pa->n_order];
+    return PAGODA_OK;
 }
 
 /* The item with global index `index` of the current pass. */
@@ -267,19 +254,14 @@ static void reduce_thread(void *ctx, int thread_index, int n_threads) {
         int i = pa->split_seqs[task / nh], h = (int)(task % nh);
         int s = pa->pass_first + i, n_chunks = pa->n_tiles[i];
         const float *base = pa->partials + pa->partial_off[i];
-        float m_max = -INFINITY;
-        for (int c = 0; c < n_chunks; c++) m_max = fmaxf(m_max, base[c * item_floats + (size_t)nh * hd + h]);
         float *dst = a->out + ((size_t)a->query_start[s] * nh + h) * hd;
-        memset(dst, 0, (size_t)hd * sizeof(float));
-        float sum = 0;
+        float m = -INFINITY, l = 0;
         for (int c = 0; c < n_chunks; c++) {
             const float *item = base + c * item_floats;
-            float w = expf(item[(size_t)nh * hd + h] - m_max);
-            sum += w * item[(size_t)nh * hd + nh + h];
-            const float *acc = item + (size_t)h * hd;
-            for (int d = 0; d < hd; d++) dst[d] += w * acc[d];
+            pa_merge_chunk(&m, &l, dst, item[(size_t)nh * hd + h], item[(size_t)nh * hd + nh + h],
+                           item + (size_t)h * hd, hd);
         }
-        float inv = sum > 0 ? 1.0f / sum : 0.0f;
+        float inv = l > 0 ? 1.0f / l : 0.0f;
         for (int d = 0; d < hd; d++) dst[d] *= inv;
     }
 }
@@ -318,7 +300,11 @@ pagoda_status cpu_paged_attention_run(cpu_paged_attention *pa, const paged_atten
     pa->args = a;
     for (int first = 0; first < a->n_seqs; first += pa->limits.max_seqs) {
         int n = a->n_seqs - first < pa->limits.max_seqs ? a->n_seqs - first : pa->limits.max_seqs;
-        plan_pass(pa, a, first, n);
+        if ((st = plan_pass(pa, a, first, n))) {
+            for (size_t i = 0; i < (size_t)a->query_start[a->n_seqs] * a->n_head * a->head_dim; i++) a->out[i] = NAN;
+            pa->args = NULL;
+            return st;
+        }
         if (pa->n_items == 0) continue;
         atomic_store_explicit(&pa->next_item, 0, memory_order_relaxed);
         if (pa->n_items == 1 || pa->n_threads == 1) items_thread(pa, 0, 1);

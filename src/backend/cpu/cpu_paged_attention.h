@@ -10,11 +10,12 @@
  *   - a sequence with n_q = 1 (decode) becomes FlashDecoding chunks: a range of keys for every kv
  *     head at once (a slot's K of all kv heads is one contiguous row, so the item streams whole
  *     blocks; one item per kv head read 1/n_kv_head of every slot and ran at ~60% of the speed).
- *     When the batch has too few items to keep every thread busy, a long sequence is split into
- *     several chunks that each leave a partial (unnormalised output, max, sum) in preallocated
- *     scratch; a second pass combines them exactly by their log-sum-exp. Many sequences get one
- *     chunk each and are spread over the threads as they are.
- * Nothing is allocated per call: cpu_paged_attention_init sizes the scratch from the limits. A batch
+ *     The chunks have a fixed length (256 keys rounded up to whole blocks), so a long sequence is
+ *     split into several that each leave a partial (unnormalised output, max, sum); a second pass
+ *     merges them in order by their log-sum-exp. A prefill row merges its keys' chunks the same way,
+ *     so every row is computed identically whatever its batch (batch invariance, see
+ *     cpu_paged_attention_internal.h).
+ * The partial scratch is sized at init and grows when a step's long decodes need more. A batch
  * with more than max_seqs sequences runs in several passes of at most max_seqs.
  */
 #ifndef PAGODA_BACKEND_CPU_PAGED_ATTENTION_H
@@ -41,10 +42,6 @@ void cpu_paged_attention_free(cpu_paged_attention *pa);
  * sequence shorter than its queries, or pa NULL); PAGODA_ERR_UNSUPPORTED for a cache type other
  * than F32/F16/BF16. On error, out is filled with NaN. */
 pagoda_status cpu_paged_attention_run(cpu_paged_attention *pa, const paged_attention_args *args);
-
-/* Tuning knob for tests and benchmarks: split decodes as if the pool had this many threads
- * (0 = the pool's own count). Splits are still bounded by the scratch. */
-void cpu_paged_attention_set_split_threads(cpu_paged_attention *pa, int n_threads);
 
 /* ref_kv_write, threaded over tokens; F16 via F16C, BF16 with integer rounding (both
  * round-to-nearest-even, bit-identical to core/dtype.h's scalar conversions for non-NaN inputs).

@@ -8,6 +8,9 @@
  *      four keys at a time; keys above a row's causal limit get -inf;
  *   3. per row: m' = max(m, max_j S), c = exp(m - m'), P = exp(S - m'), l = l c + sum_j P;
  *   4. acc_r = acc_r c + sum_j P[r][j] v_j, two rows by 32 dimensions at a time.
+ * Keys are cut into chunks of pa_chunk_keys(); at each chunk boundary a row folds its (acc, m, l)
+ * into a running merge (pa_merge_chunk), the same arithmetic as the split-KV reduce of decodes, so
+ * a row's result is the same as a prefill row or as a decode (batch invariance).
  * At the end each row is acc / l, or (acc, m, l) for the split-KV reduce. Rows whose tokens lie
  * before the tile are skipped, and the item's key range stops at its last row's position, so tiles
  * above the causal diagonal are never touched. No score matrix beyond the tile exists.
@@ -18,30 +21,10 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_paged_attention_internal.h" /* defines: pa_item, pa_scratch, PA_TILE_KEYS */
+#include "backend/cpu/cpu_simd.h"                     /* defines: exp256 */
 #include "core/dtype.h"                               /* defines: DTYPE_F32, DTYPE_F16, DTYPE_BF16 */
 
 /* ---- vector helpers -------------------------------------------------------------------------------- */
-
-/* e^x for x <= 88, about 1 ulp: x = n ln2 + r (|r| <= ln2/2), e^r by a degree-7 polynomial
- * (1 + r + r^2 P(r), Cephes' expf coefficients), times 2^n built in the exponent field. Inputs below
- * about -87.7 (and -inf) give exactly 0. */
-static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.0f)), _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); /* ln2 in two parts */
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    /* 2^n for n in [-127, 127]; n = -127 makes a zero exponent field: 0 (only reached below -87.7). */
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 
 static inline float hmax256(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -99,11 +82,12 @@ static void tile_prefetch(const void *src, size_t stride_bytes, int n, size_t ro
 
 /* ---- scores: S = Q K^T ----------------------------------------------------------------------------- */
 
-/* s0[j] = q0 . k_j and s1[j] = q1 . k_j for j < n (k_j = k + j * ks); q1 may be NULL. */
+/* s0[j] = q0 . k_j and s1[j] = q1 . k_j for j < n (k_j = k + j * ks); q1 may be NULL. Keys go four
+ * at a time, the last group padded past n (k must have room for n rounded up to 4 rows; s0, s1 get
+ * junk there), so that a key's score is summed the same way wherever the tile ends. */
 static void scores_2rows(const float *q0, const float *q1, const float *k, size_t ks, int n, int hd, float *s0,
                          float *s1) {
-    int j = 0;
-    for (; j + 4 <= n; j += 4) {
+    for (int j = 0; j < n; j += 4) {
         const float *k0 = k + (size_t)j * ks, *k1 = k0 + ks, *k2 = k1 + ks, *k3 = k2 + ks;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         if (q1) {
@@ -132,17 +116,6 @@ static void scores_2rows(const float *q0, const float *q1, const float *k, size_
             }
         }
         _mm_storeu_ps(s0 + j, hsum4(a0, a1, a2, a3));
-    }
-    for (; j < n; j++) {
-        const float *kj = k + (size_t)j * ks;
-        __m256 a = _mm256_setzero_ps(), b = a;
-        for (int d = 0; d < hd; d += 8) {
-            __m256 y = _mm256_loadu_ps(kj + d);
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), y, a);
-            if (q1) b = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), y, b);
-        }
-        s0[j] = hsum256(a);
-        if (q1) s1[j] = hsum256(b);
     }
 }
 
@@ -266,7 +239,10 @@ void pa_run_item(const paged_attention_args *a, const pa_item *it, pa_scratch *s
         memset(sc->acc + (size_t)r * hd, 0, (size_t)hd * sizeof(float));
         sc->m[r] = -INFINITY;
         sc->l[r] = 0;
+        sc->cm[r] = -INFINITY;
+        sc->cl[r] = 0;
     }
+    const int chunk = pa_chunk_keys(a->block_size);
 
     int key1 = it->key1 < pos0 + it->n_tok ? it->key1 : pos0 + it->n_tok; /* past the last row: unseen */
     int n = 0;
@@ -284,6 +260,16 @@ void pa_run_item(const paged_attention_args *a, const pa_item *it, pa_scratch *s
         }
         /* Rows of tokens at positions < k see nothing of this tile. */
         int rr_first = k > pos0 ? (k - pos0) * group : 0;
+        if (k > it->key0 && k % chunk == 0) /* a chunk ends: rows that go on fold it into their merge */
+            for (int h = 0; h < it->n_kv; h++)
+                for (int rr = rr_first; rr < per_kv; rr++) {
+                    int r = h * per_kv + rr;
+                    pa_merge_chunk(&sc->cm[r], &sc->cl[r], sc->cacc + (size_t)r * hd, sc->m[r], sc->l[r],
+                                   sc->acc + (size_t)r * hd, hd);
+                    sc->m[r] = -INFINITY;
+                    sc->l[r] = 0;
+                    memset(sc->acc + (size_t)r * hd, 0, (size_t)hd * sizeof(float));
+                }
         for (int h = 0; h < it->n_kv; h++) {
             const float *kt = sc->kt + (size_t)h * PA_TILE_KEYS * hd, *vt = sc->vt + (size_t)h * PA_TILE_KEYS * hd;
             for (int rr = rr_first; rr < per_kv; rr += 2) {
@@ -313,8 +299,14 @@ void pa_run_item(const paged_attention_args *a, const pa_item *it, pa_scratch *s
         int64_t t = (int64_t)a->query_start[it->seq] + it->tok0 + r % per_kv / group;
         int h = (it->kv_head + r / per_kv) * group + r % group;
         float *dst = a->out + ((size_t)t * a->n_head + h) * hd;
-        __m256 inv = _mm256_set1_ps(sc->l[r] > 0 ? 1.0f / sc->l[r] : 0.0f);
-        for (int d = 0; d < hd; d += 8)
-            _mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_loadu_ps(sc->acc + (size_t)r * hd + d), inv));
+        const float *acc = sc->acc + (size_t)r * hd;
+        float l = sc->l[r];
+        if (sc->cm[r] != -INFINITY) { /* the row spans several chunks: fold in the last */
+            pa_merge_chunk(&sc->cm[r], &sc->cl[r], sc->cacc + (size_t)r * hd, sc->m[r], sc->l[r], acc, hd);
+            acc = sc->cacc + (size_t)r * hd;
+            l = sc->cl[r];
+        }
+        __m256 inv = _mm256_set1_ps(l > 0 ? 1.0f / l : 0.0f);
+        for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), inv));
     }
 }
