@@ -12,7 +12,8 @@
  *   - beams share blocks: the peak KV blocks in use stay within prompt + per-beam growth, well under
  *     what copying each beam's cache would take; every block is free again at the end;
  *   - bad parameters are refused with a message naming them.
- * Skips when the model file is absent.
+ * Skips when the model file is absent. PAGODA_SEARCH_KIND=beam (or greedy, contrastive, dola) runs
+ * one kind only.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,8 +232,10 @@ int main(void) {
 
     static result res[MAX_CASES];
     int beams[MAX_CASES], n_beam = 0, n_failed_greedy = 0;
+    const char *only = getenv("PAGODA_SEARCH_KIND"); /* while developing: one kind (greedy, beam, ...) */
     for (int i = 0; i < n_cases; i++) {
         const search_case *c = &cases[i];
+        if (only && *only && strcmp(only, c->kind) != 0) continue;
         int64_t peak = run_cases(m, &i, 1, &res[i]);
         bool ok = check_result(c, &res[i], "alone");
         if (strcmp(c->kind, "greedy") == 0) n_failed_greedy += !ok;
