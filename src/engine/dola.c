@@ -28,6 +28,7 @@ struct dola_state {
     float *premature; /* [n_layers][n_vocab] their early-exit logits */
     float *lf;       /* [n_vocab] log_softmax of the final logits */
     float *lb;       /* [n_vocab] log_softmax of a premature layer's logits */
+    float *pf;       /* [n_vocab] softmax of the final logits */
 };
 
 pagoda_status dola_parse_layers(const char *spec, const model_hparams *hp, int32_t *layers, int32_t *n_layers) {
@@ -72,7 +73,8 @@ pagoda_status dola_init(pagoda_model *pm, engine_request *req, dola_state **out)
     d->premature = malloc(sizeof(float) * (size_t)d->n_layers * (size_t)hp->n_vocab);
     d->lf = malloc(sizeof(float) * (size_t)hp->n_vocab);
     d->lb = malloc(sizeof(float) * (size_t)hp->n_vocab);
-    if (!d->x || !d->premature || !d->lf || !d->lb) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for DoLa");
+    d->pf = malloc(sizeof(float) * (size_t)hp->n_vocab);
+    if (!d->x || !d->premature || !d->lf || !d->lb || !d->pf) return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for DoLa");
     return PAGODA_OK;
 }
 
@@ -82,16 +84,18 @@ void dola_free(dola_state *d) {
     free(d->premature);
     free(d->lf);
     free(d->lb);
+    free(d->pf);
     free(d);
 }
 
-/* Jensen-Shannon divergence between the distributions of log-probabilities la and lb (mean over v). */
-static double js_divergence(const float *la, const float *lb, int32_t n) {
+/* Jensen-Shannon divergence between two distributions given as probabilities pa and log-probabilities
+ * la, lb (mean over v), in float32 as torch computes it, summed in double. */
+static double js_divergence(const float *pa, const float *la, const float *lb, int32_t n) {
     double kl1 = 0, kl2 = 0;
     for (int32_t v = 0; v < n; v++) {
-        double m = 0.5 * (exp((double)la[v]) + exp((double)lb[v]));
+        float m = 0.5f * (pa[v] + expf(lb[v]));
         if (m <= 0) continue;
-        double lm = log(m);
+        float lm = logf(m);
         kl1 += m * (lm - la[v]);
         kl2 += m * (lm - lb[v]);
     }
@@ -110,9 +114,10 @@ void dola_on_logits(pagoda_model *pm, engine_seq *seq, const float *logits, cons
     int32_t chosen = 0;
     if (d->n_layers > 1) { /* the premature layer most unlike the final one */
         double best = -INFINITY;
+        for (int32_t v = 0; v < n_vocab; v++) d->pf[v] = expf(d->lf[v]);
         for (int32_t j = 0; j < d->n_layers; j++) {
             search_log_softmax(d->premature + (size_t)j * (size_t)n_vocab, n_vocab, d->lb);
-            double js = js_divergence(d->lf, d->lb, n_vocab);
+            double js = js_divergence(d->pf, d->lf, d->lb, n_vocab);
             if (js > best) {
                 best = js;
                 chosen = j;
