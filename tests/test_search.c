@@ -203,6 +203,31 @@ static void check_bad_params(pagoda_model *m, const int32_t *prompt, int n_promp
     }
 }
 
+/* Requests aborted mid-search give every block back and report nothing more. */
+static void check_abort(pagoda_model *m, const int32_t *prompt, int n_prompt) {
+    pagoda_sampling_params p[3] = {pagoda_sampling_params_default(), pagoda_sampling_params_default(),
+                                   pagoda_sampling_params_default()};
+    p[0].num_beams = 4;
+    p[1].penalty_alpha = 0.6f, p[1].top_k = 4;
+    p[2].dola_layers = "low";
+    pagoda_request_id id[3];
+    for (int i = 0; i < 3; i++) {
+        p[i].max_tokens = 30;
+        CHECK(pagoda_add_request(m, prompt, (size_t)n_prompt, &p[i], 0, &id[i]) == PAGODA_OK);
+    }
+    const pagoda_output *outs;
+    size_t n_outs;
+    for (int s = 0; s < 6; s++) CHECK(pagoda_step(m, &outs, &n_outs) == PAGODA_OK);
+    pagoda_engine_stats es;
+    pagoda_get_stats(m, &es);
+    CHECK_MSG(es.n_running >= 4, "mid-search: %d sequences running (the beams at least)", es.n_running);
+    for (int i = 0; i < 3; i++) CHECK(pagoda_abort(m, id[i]) == PAGODA_OK);
+    pagoda_get_stats(m, &es);
+    CHECK_MSG(es.kv_blocks_used == 0 && es.n_running == 0 && !pagoda_has_unfinished(m),
+              "after aborts: %lld blocks used, %d running", (long long)es.kv_blocks_used, es.n_running);
+    CHECK(pagoda_step(m, &outs, &n_outs) == PAGODA_OK && n_outs == 0);
+}
+
 int main(void) {
     const char *home = getenv("HOME");
     char path[1024];
@@ -268,6 +293,7 @@ int main(void) {
         CHECK_MSG(es.kv_blocks_used == 0, "%lld blocks still used after the batch", (long long)es.kv_blocks_used);
     }
     check_bad_params(m, cases[0].prompt, cases[0].n_prompt);
+    check_abort(m, cases[0].prompt, cases[0].n_prompt);
     pagoda_model_free(m);
     return test_finish();
 }
