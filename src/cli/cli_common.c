@@ -16,6 +16,8 @@ enum {
     OPT_FREQUENCY_PENALTY, OPT_STOP, OPT_LOGIT_BIAS, OPT_DRAFT, OPT_DRAFT_LAYERS,
     OPT_LOOKUP, OPT_DRAFT_K,
 };
+/* search strategies (engine/search.h) */
+enum { OPT_BEAMS = 1100, OPT_LENGTH_PENALTY, OPT_EARLY_STOPPING, OPT_PENALTY_ALPHA, OPT_DOLA };
 
 const struct option cli_common_long_options[] = {
     {"model", required_argument, 0, 'm'},
@@ -51,6 +53,13 @@ const struct option cli_common_long_options[] = {
     {"stop", required_argument, 0, OPT_STOP},
     {"logit-bias", required_argument, 0, OPT_LOGIT_BIAS},
     {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
+    {"beams", required_argument, 0, OPT_BEAMS},
+    {"num-beams", required_argument, 0, OPT_BEAMS},
+    {"length-penalty", required_argument, 0, OPT_LENGTH_PENALTY},
+    {"early-stopping", no_argument, 0, OPT_EARLY_STOPPING},
+    {"penalty-alpha", required_argument, 0, OPT_PENALTY_ALPHA},
+    {"dola", required_argument, 0, OPT_DOLA},
+    {"dola-layers", required_argument, 0, OPT_DOLA},
     {"verbose", no_argument, 0, 'v'},
     {0, 0, 0, 0},
 };
@@ -103,6 +112,17 @@ void cli_print_common_help(FILE *out) {
             "                          typical-p (docs/ENGINE.md, Sampling)\n"
             "  -s, --seed S            random seed (default: from the clock, printed with -v)\n"
             "      --ignore-eos        keep generating past end-of-generation tokens\n"
+            "search strategies (greedy-based, as HF transformers defines them; at most one):\n"
+            "      --beams N           beam search with N beams, 1 = off (default: 1); -n/n picks the\n"
+            "                          N best to return (pagoda batch: \"n\" <= N)\n"
+            "      --length-penalty L  beam score = sum of log-probabilities / length^L (default: 1)\n"
+            "      --early-stopping    stop as soon as N finished beams exist (default: off, stop when\n"
+            "                          no running beam can beat them)\n"
+            "      --penalty-alpha A   contrastive search, 0 = off (default: 0): of the --top-k K\n"
+            "                          candidates (set K, e.g. 4), the best (1-A) p - A max cosine\n"
+            "                          similarity of its hidden state with the context's\n"
+            "      --dola LAYERS       DoLa (default: off): contrast the final layer with a premature\n"
+            "                          one from LAYERS: low, high or a comma list of layer indices\n"
             "  -v, --verbose           describe the model and the run on stderr\n");
 }
 
@@ -259,6 +279,31 @@ int cli_handle_common_option(cli_options *o, int opt, const char *arg, const cha
         o->model.draft_k = (int32_t)v;
         return 1;
     case 'v': o->verbose = true; return 1;
+    case OPT_BEAMS:
+        if (!parse_long(arg, 1, 1024, &v)) return bad_value(cmd, "--beams", arg, "expected 1 to 1024 beams");
+        o->sampling.num_beams = (int32_t)v;
+        return 1;
+    case OPT_LENGTH_PENALTY:
+        if (!parse_float(arg, &f)) return bad_value(cmd, "--length-penalty", arg, "expected a number");
+        o->sampling.length_penalty = f;
+        return 1;
+    case OPT_EARLY_STOPPING: o->sampling.early_stopping = true; return 1;
+    case OPT_PENALTY_ALPHA:
+        if (!parse_float(arg, &f) || !(f >= 0 && f <= 1))
+            return bad_value(cmd, "--penalty-alpha", arg, "expected 0 <= A <= 1");
+        o->sampling.penalty_alpha = f;
+        return 1;
+    case OPT_DOLA: {
+        bool ok = !strcmp(arg, "low") || !strcmp(arg, "high");
+        if (!ok && *arg) { /* a comma list of layer indices */
+            ok = true;
+            for (const char *p = arg; *p && ok; p++)
+                ok = (*p >= '0' && *p <= '9') || (*p == ',' && p != arg && p[-1] != ',' && p[1]);
+        }
+        if (!ok) return bad_value(cmd, "--dola", arg, "expected low, high or a comma list of layer indices");
+        o->sampling.dola_layers = arg;
+        return 1;
+    }
     default: return 0;
     }
 }

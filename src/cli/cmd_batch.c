@@ -7,7 +7,8 @@
  *   "ignore_eos", "priority", and the HTTP API's names for the rest of the sampler chain (parsed
  *   by server_request_parse_sampling): "stop", "stop_token_ids", "presence_penalty",
  *   "frequency_penalty", "repetition_penalty", "typical_p", "logit_bias", "logprobs" (a count
- *   0..5 with "prompt", a boolean plus "top_logprobs" 0..20 with "messages")}
+ *   0..5 with "prompt", a boolean plus "top_logprobs" 0..20 with "messages"), and the search
+ *   strategies' "num_beams", "length_penalty", "early_stopping", "penalty_alpha", "dola_layers"}
  * Result line:  {"id", "text", "token_ids", "finish_reason", "usage": {"prompt_tokens",
  *   "completion_tokens", "cached_tokens"}} (+ "logprobs": [{"token", "logprob", "top_logprobs":
  *   [{"token", "logprob"}]}] when asked, + "samples": [...] when n > 1), or {"id", "error": {...}}.

@@ -29,6 +29,21 @@ static bool print_piece(void *user, int32_t token, const char *text, size_t len)
     return true;
 }
 
+/* The search strategy's speed: a finished beam arrives whole at the end, so prompt and generation
+ * are timed together (for every strategy alike, greedy included, to compare them). */
+static void print_strategy_speed(const pagoda_sampling_params *p, const pagoda_generation_stats *st) {
+    char name[64];
+    if (p->num_beams > 1) snprintf(name, sizeof name, "beam search (%d beams)", p->num_beams);
+    else if (p->penalty_alpha > 0 && p->top_k > 1)
+        snprintf(name, sizeof name, "contrastive search (alpha %g, top-k %d)", (double)p->penalty_alpha, p->top_k);
+    else if (p->dola_layers) snprintf(name, sizeof name, "DoLa (layers %.40s)", p->dola_layers);
+    else if (p->temperature == 0) snprintf(name, sizeof name, "greedy");
+    else return;
+    double total = st->prompt_seconds + st->generation_seconds;
+    fprintf(stderr, "%s: %d tokens in %.3f s, prompt included (%.1f tok/s)\n", name, st->n_generated, total,
+            total > 0 ? st->n_generated / total : 0.0);
+}
+
 static char *read_prompt_file(const char *path) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f) return NULL;
@@ -113,6 +128,7 @@ int cmd_run(int argc, char **argv) {
                     (unsigned long long)es.spec_accepted, (unsigned long long)es.spec_proposed,
                     es.spec_proposed ? 100.0 * (double)es.spec_accepted / (double)es.spec_proposed : 0.0,
                     es.n_steps ? (double)es.generated_tokens / (double)es.n_steps : 0.0);
+        print_strategy_speed(&o.sampling, &stats);
     }
     free(ids);
     free(file_text);

@@ -18,6 +18,7 @@
 #include "core/dtype.h"            /* defines: DTYPE_F16, DTYPE_F32, DTYPE_BF16 */
 #include "core/error.h"            /* defines: error_set */
 #include "engine/engine_internal.h"
+#include "engine/search.h"         /* defines: search_init, search_on_step, search_advance_all */
 
 /* ---- Set-up ---------------------------------------------------------------------------------------- */
 static int64_t available_memory_bytes(void) {
@@ -79,6 +80,7 @@ static void request_free(engine_request *req) {
     free(req->seqs);
     engine_request_free_params(req);
     free(req->error);
+    search_free(req->search);
     free(req);
 }
 
@@ -162,6 +164,7 @@ pagoda_status pagoda_add_request(pagoda_model *pm, const int32_t *prompt, size_t
     pagoda_status st = engine_sampling_check(params, pm->weights->hp.n_vocab);
     if (st) return st;
     if (params->n > 1024) return error_set(PAGODA_ERR_INVALID_ARGUMENT, "n must be at most 1024 (got %d)", params->n);
+    if ((st = search_check(pm, params))) return st;
     if (!grow((void **)&pm->requests, &pm->cap_requests, pm->n_requests + 1, sizeof *pm->requests))
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the request");
     engine_request *req = calloc(1, sizeof *req);
@@ -172,6 +175,7 @@ pagoda_status pagoda_add_request(pagoda_model *pm, const int32_t *prompt, size_t
         return PAGODA_ERR_OUT_OF_MEMORY;
     }
     req->n_samples = params->n > 0 ? params->n : 1;
+    if (search_kind_of(params)) req->n_samples = search_n_seqs(params); /* beams / candidates */
     req->n_prompt = (int32_t)n_prompt;
     req->seqs = calloc((size_t)req->n_samples, sizeof *req->seqs);
     engine_seq *seq = req->seqs ? seq_new(pm, req, 0, prompt, (int32_t)n_prompt) : NULL;
@@ -180,7 +184,7 @@ pagoda_status pagoda_add_request(pagoda_model *pm, const int32_t *prompt, size_t
         return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the request");
     }
     seq->s.priority = priority;
-    if ((st = sched_add(pm->sched, &seq->s))) {
+    if ((search_kind_of(params) && (st = search_init(pm, req))) || (st = sched_add(pm->sched, &seq->s))) {
         request_free(req);
         return st;
     }
@@ -342,8 +346,9 @@ static pagoda_status build_outputs(pagoda_model *pm) {
         engine_seq *seq = pm->touched[i];
         seq->in_output = false;
         pm->outputs[pm->n_outputs++] = (pagoda_output){
-            .id = seq->req->id, .index = seq->index, .tokens = seq->step_tokens, .n_tokens = (size_t)seq->n_step_tokens,
-            .logprobs = seq->step_logprobs && seq->n_step_tokens ? seq->step_logprobs : NULL,
+            .id = seq->req->id, .index = seq->index, .n_tokens = (size_t)seq->n_step_tokens,
+            .tokens = seq->step_tokens_ext ? seq->step_tokens_ext : seq->step_tokens,
+            .logprobs = seq->step_logprobs && seq->n_step_tokens && !seq->step_tokens_ext ? seq->step_logprobs : NULL,
             .text = seq->step_text ? seq->step_text : "", .text_len = seq->n_step_text, .finished = seq->finished,
             .finish_reason = seq->finish_reason, .error_message = seq->req->error,
             .error_status = seq->req->error_status,
@@ -390,6 +395,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
                 .blocks = kv_block_table_ids(&s->table), .n_blocks = kv_block_table_n_blocks(&s->table),
                 .wants_logits = s->n_computed + out.items[i].n_tokens == s->n_tokens, .n_prompt = s->n_prompt,
             };
+            if (((engine_seq *)s->user)->req->search) search_prepare_run(s->user, &pm->run_seqs[i]);
         }
         spec_prepare(pm, &out, pm->run_seqs); /* verification rows; drafts of unscheduled sequences go */
         const float *logits;
@@ -404,6 +410,8 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
         sched_update_computed(pm->sched, &out);
         pm->stats.computed_tokens += (uint64_t)out.n_tokens;
         pm->stats.n_steps++;
+        search_on_step(pm, out.items, pm->run_seqs, out.n_items, logits, runner_hidden(pm->runner),
+                       runner_layers(pm->runner));
         int32_t row = 0, n_vocab = pm->weights->hp.n_vocab;
         for (int32_t i = 0; i < out.n_items; i++) {
             engine_seq *seq = out.items[i].seq->user;
@@ -411,6 +419,7 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
             int32_t n_rows = pm->run_seqs[i].n_logits > 0 ? pm->run_seqs[i].n_logits : pm->run_seqs[i].wants_logits;
             row += n_rows;
             if (spec_verify(pm, seq, row_logits, n_rows) || !pm->run_seqs[i].wants_logits) continue;
+            if (seq->req->search) continue; /* search_on_step took it */
             if (seq->req->n_seqs < seq->req->n_samples) {
                 int32_t first_child = seq->req->n_seqs;
                 fork_samples(pm, seq);
@@ -420,8 +429,18 @@ pagoda_status pagoda_step(pagoda_model *pm, const pagoda_output **outputs, size_
             sample_and_append(pm, seq, row_logits);
         }
     }
+    search_advance_all(pm);
     if ((st = build_outputs(pm))) return st;
     *outputs = pm->outputs;
     *n_outputs = (size_t)pm->n_outputs;
     return PAGODA_OK;
 }
+
+/* ---- For the search strategies (engine/search.c) ----------------------------------------------------- */
+engine_seq *engine_seq_new(pagoda_model *pm, engine_request *req, int32_t index, const int32_t *tokens, int32_t n) {
+    return seq_new(pm, req, index, tokens, n);
+}
+void engine_touch(pagoda_model *pm, engine_seq *seq) { touch(pm, seq); }
+bool engine_step_text_append(engine_seq *seq, const char *text, size_t n) { return step_text_append(seq, text, n); }
+void engine_finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reason) { finish(pm, seq, reason); }
+void engine_release_text(engine_seq *seq, const char *text, size_t n) { release_text(seq, text, n); }

@@ -32,6 +32,7 @@ typedef struct engine_seq {
     bool in_output;
     int32_t step_tokens[SPEC_MAX_DRAFT_K + 2]; /* a speculative step emits up to draft_k + 1 */
     int32_t n_step_tokens;
+    const int32_t *step_tokens_ext; /* when set: this step's n_step_tokens tokens (a finished beam's) */
     char *step_text;         /* [cap_step_text] */
     size_t n_step_text, cap_step_text;
     spec_seq spec;           /* speculative decoding's drafts and draft-cache blocks */
@@ -57,6 +58,7 @@ struct engine_request {
     char **own_stop;                   /* [params.n_stop] */
     char *error;             /* why it failed, when it did */
     pagoda_status error_status;
+    struct search_state *search; /* beam / contrastive / DoLa (engine/search.h); NULL: sampling */
 };
 
 struct pagoda_model {
@@ -93,5 +95,14 @@ pagoda_status engine_init(pagoda_model *pm);
 void engine_free(pagoda_model *pm);
 /* engine.c: appends a chosen token to seq (output, text, stop rules); spec.c emits through it. */
 void engine_append(pagoda_model *pm, engine_seq *seq, int32_t token);
+
+/* engine.c, for the search strategies (engine/search.c): a new sequence of req (not yet scheduled),
+ * step output bookkeeping, and finishing a sequence (removing it from the scheduler). */
+engine_seq *engine_seq_new(pagoda_model *pm, engine_request *req, int32_t index, const int32_t *tokens, int32_t n);
+void engine_touch(pagoda_model *pm, engine_seq *seq);
+bool engine_step_text_append(engine_seq *seq, const char *text, size_t n);
+void engine_finish(pagoda_model *pm, engine_seq *seq, pagoda_finish_reason reason);
+/* Text completed by a token, through the stop strings into the step's text. */
+void engine_release_text(engine_seq *seq, const char *text, size_t n);
 
 #endif

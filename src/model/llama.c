@@ -156,6 +156,10 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
 
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *l = &m->layers[il];
+        if (b->layers_out) /* the residual stream entering layer il, for each logit row */
+            for (int32_t i = 0; i < b->n_logits; i++)
+                memcpy(b->layers_out + ((int64_t)i * hp->n_layer + il) * hp->n_embd,
+                       ws->x + (int64_t)b->logit_rows[i] * hp->n_embd, sizeof(float) * (size_t)hp->n_embd);
         be->rmsnorm(be, ws->x, l->attn_norm, ws->xn, n, hp->n_embd, hp->rms_eps);
         const backend_matrix *qkv[3] = {&l->wq, &l->wk, &l->wv};
         float *qkv_out[3] = {ws->q, ws->k, ws->v};
@@ -186,6 +190,12 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
         matmul(be, &l->w_down, ws->gate, ws->xn, n, b->decode_rows);
         be->add(be, ws->x, ws->xn, (int64_t)n * hp->n_embd);
     }
+    if (b->n_hidden > 0 && b->hidden_out) { /* final-normed states of the requested rows */
+        for (int32_t i = 0; i < b->n_hidden; i++)
+            memcpy(b->hidden_out + (int64_t)i * hp->n_embd, ws->x + (int64_t)b->hidden_rows[i] * hp->n_embd,
+                   sizeof(float) * (size_t)hp->n_embd);
+        be->rmsnorm(be, b->hidden_out, m->output_norm, b->hidden_out, b->n_hidden, hp->n_embd, hp->rms_eps);
+    }
     if (b->n_logits == 0) return PAGODA_OK;
     for (int32_t i = 0; i < b->n_logits; i++)
         memcpy(ws->rows + (int64_t)i * hp->n_embd, ws->x + (int64_t)b->logit_rows[i] * hp->n_embd,
@@ -198,6 +208,10 @@ pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *k
     }
     matmul(be, &m->output, ws->rows, ws->logits, b->n_logits, logit_decode_rows);
     return PAGODA_OK;
+}
+
+void model_lm_head(const model *m, backend *be, const float *x, int32_t n_rows, float *logits) {
+    be->matmul(be, &m->output, x, logits, n_rows);
 }
 
 /* ---- One sequence -------------------------------------------------------------------------------- */

@@ -98,6 +98,14 @@ typedef struct model_batch {
     int32_t max_blocks_per_seq;
     int32_t n_logits;
     const int32_t *logit_rows;    /* [n_logits] rows whose logits are wanted, in output order */
+    /* optional outputs for the search strategies (zero / NULL: not wanted) */
+    int32_t n_hidden;
+    const int32_t *hidden_rows;   /* [n_hidden] rows whose final hidden state is wanted */
+    float *hidden_out;            /* [n_hidden][n_embd] rmsnorm(x, output_norm) of those rows: the state
+                                     the output projection reads (HF hidden_states[-1]; contrastive search) */
+    float *layers_out;            /* [n_logits][n_layer][n_embd] the residual stream of each logit row
+                                     entering layer l (l = 0: the embedding), un-normalised (HF
+                                     hidden_states[l]; DoLa), or NULL */
     const uint8_t *decode_rows;   /* [n_tokens] 1 for a generated token, 0 for a prompt token; picks
                                      the matmul kernel per token for batch invariance. NULL: by size */
 } model_batch;
@@ -127,6 +135,10 @@ void model_workspace_free(model_workspace *ws);
  * Errors: PAGODA_ERR_INVALID_ARGUMENT (a token id out of range, limits exceeded). */
 pagoda_status model_forward(const model *m, backend *be, const model_kv_cache *kv, model_workspace *ws,
                             const model_batch *batch);
+
+/* logits = x Wout for n_rows rows of x ([n_rows][n_embd] -> [n_rows][n_vocab]), with no final norm: the
+ * early-exit logits of DoLa (HF lm_head(hidden_states[l])). */
+void model_lm_head(const model *m, backend *be, const float *x, int32_t n_rows, float *logits);
 
 /* ---- One sequence with a private contiguous cache (CLI generation, tests) ------------------------ */
 typedef struct model_context {

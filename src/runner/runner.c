@@ -20,6 +20,11 @@ struct runner {
     int32_t *block_tables;  /* [max_seqs][max_blocks_per_seq] */
     int32_t *logit_rows;    /* [max_logits] */
     int32_t max_logits;     /* max_seqs, grown for speculative verification */
+    /* optional outputs, allocated on first use (search strategies) */
+    int32_t *hidden_rows;   /* [max_tokens] */
+    float *hidden;          /* [max_tokens][n_embd] */
+    float *layers;          /* [max_logits][n_layer][n_embd] */
+    bool has_hidden, has_layers; /* this step's outputs are valid */
     uint8_t *decode_rows;   /* [max_tokens] 1 for generated tokens */
 };
 
@@ -69,6 +74,9 @@ void runner_free(runner *r) {
     free(r->seq_lens);
     free(r->block_tables);
     free(r->logit_rows);
+    free(r->hidden_rows);
+    free(r->hidden);
+    free(r->layers);
     free(r->decode_rows);
     free(r);
 }
@@ -76,11 +84,12 @@ void runner_free(runner *r) {
 pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, const int32_t *copy_src,
                          const int32_t *copy_dst, int32_t n_copies, const float **out_logits) {
     *out_logits = NULL;
+    r->has_hidden = r->has_layers = false;
     if (n_seqs > r->max_seqs)
         return error_set(PAGODA_ERR_INVALID_ARGUMENT, "%d sequences exceed the runner's %d", n_seqs, r->max_seqs);
     if (n_copies > 0) r->be->kv_copy_blocks(r->be, &r->kv->view, copy_src, copy_dst, n_copies);
     if (n_seqs == 0) return PAGODA_OK;
-    int32_t block_size = r->kv->view.block_size, n_tokens = 0, n_logits = 0, need_logits = 0;
+    int32_t block_size = r->kv->view.block_size, n_tokens = 0, n_logits = 0, need_logits = 0, n_hidden = 0;
     for (int32_t s = 0; s < n_seqs; s++) need_logits += seqs[s].n_logits > 0 ? seqs[s].n_logits : seqs[s].wants_logits;
     if (need_logits > r->max_logits) { /* grow once to the most rows a step has wanted */
         model_workspace *ws;
@@ -92,7 +101,28 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
         model_workspace_free(r->ws);
         r->ws = ws;
         r->max_logits = need_logits;
+        free(r->layers); /* sized by max_logits: reallocated below when wanted */
+        r->layers = NULL;
     }
+    bool want_layers = false;
+    const model_hparams *hp = &r->m->hp;
+    for (int32_t s = 0; s < n_seqs; s++) {
+        if (seqs[s].wants_hidden && !r->hidden) {
+            r->hidden_rows = malloc(sizeof(int32_t) * (size_t)r->max_tokens);
+            r->hidden = malloc(sizeof(float) * (size_t)r->max_tokens * (size_t)hp->n_embd);
+            if (!r->hidden_rows || !r->hidden) {
+                free(r->hidden_rows);
+                free(r->hidden);
+                r->hidden_rows = NULL;
+                r->hidden = NULL;
+                return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the runner's hidden states");
+            }
+        }
+        want_layers |= seqs[s].wants_layers && seqs[s].wants_logits;
+    }
+    if (want_layers && !r->layers &&
+        !(r->layers = malloc(sizeof(float) * (size_t)r->max_logits * (size_t)hp->n_layer * (size_t)hp->n_embd)))
+        return error_set(PAGODA_ERR_OUT_OF_MEMORY, "no memory for the runner's layer states");
     r->query_start[0] = 0;
     for (int32_t s = 0; s < n_seqs; s++) {
         const runner_seq *q = &seqs[s];
@@ -102,6 +132,7 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
             return error_set(PAGODA_ERR_INVALID_ARGUMENT, "runner: sequence %d does not fit the step's limits "
                              "(%d new tokens, %d blocks)", s, q->n_new, q->n_blocks);
         for (int32_t p = q->n_computed; p < end; p++, n_tokens++) {
+            if (q->wants_hidden) r->hidden_rows[n_hidden++] = n_tokens;
             r->tokens[n_tokens] = q->tokens[p];
             r->positions[n_tokens] = p;
             r->slots[n_tokens] = q->blocks[p / block_size] * block_size + p % block_size;
@@ -120,10 +151,17 @@ pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, cons
         .n_tokens = n_tokens, .tokens = r->tokens, .positions = r->positions, .slot_mapping = r->slots,
         .n_seqs = n_seqs, .query_start = r->query_start, .seq_lens = r->seq_lens, .block_tables = r->block_tables,
         .max_blocks_per_seq = r->max_blocks_per_seq, .n_logits = n_logits, .logit_rows = r->logit_rows,
+        .n_hidden = n_hidden, .hidden_rows = r->hidden_rows, .hidden_out = n_hidden ? r->hidden : NULL,
+        .layers_out = want_layers ? r->layers : NULL,
         .decode_rows = r->decode_rows,
     };
     pagoda_status st = model_forward(r->m, r->be, r->kv, r->ws, &batch);
     if (st) return st;
+    r->has_hidden = n_hidden > 0;
+    r->has_layers = want_layers;
     *out_logits = r->ws->logits;
     return PAGODA_OK;
 }
+
+const float *runner_hidden(const runner *r) { return r->has_hidden ? r->hidden : NULL; }
+const float *runner_layers(const runner *r) { return r->has_layers ? r->layers : NULL; }

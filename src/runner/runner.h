@@ -27,6 +27,8 @@ typedef struct runner_seq {
     bool wants_logits;      /* return logits for its last new position */
     int32_t n_logits;       /* > 0: return logits for its last n_logits new positions instead
                                (speculative verification); at most n_new */
+    bool wants_hidden;      /* return the final hidden state of every new position (contrastive search) */
+    bool wants_layers;      /* with wants_logits: the residual stream entering every layer (DoLa) */
     int32_t n_prompt;       /* positions below are prompt tokens, the rest generated: the matmul kernel
                                is chosen per token from this, so results do not depend on the batch */
 } runner_seq;
@@ -45,5 +47,13 @@ void runner_free(runner *r);
  * when a step wants more rows than sequences (Errors: PAGODA_ERR_OUT_OF_MEMORY). Errors: PAGODA_ERR_INVALID_ARGUMENT (limits exceeded). */
 pagoda_status runner_run(runner *r, const runner_seq *seqs, int32_t n_seqs, const int32_t *copy_src,
                          const int32_t *copy_dst, int32_t n_copies, const float **out_logits);
+
+/* After runner_run, the optional outputs (NULL when no sequence asked):
+ * runner_hidden: [rows][n_embd], the final-normed hidden states of the new positions of every
+ *   sequence with wants_hidden, in the order of `seqs` and positions;
+ * runner_layers: [number of logits rows][n_layer][n_embd] (model_batch.layers_out), filled for every
+ *   logits row as soon as one sequence has wants_layers. Owned by the runner until the next call. */
+const float *runner_hidden(const runner *r);
+const float *runner_layers(const runner *r);
 
 #endif

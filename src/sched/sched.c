@@ -203,6 +203,13 @@ static bool grow_running(sched *s, sched_output *out, sched_seq *seq, int32_t n_
     return true;
 }
 
+/* Running sequences plus the slots they reserved for forks. */
+static int32_t slots_used(const sched *s) {
+    int32_t n = s->running.n;
+    for (int32_t i = 0; i < s->running.n; i++) n += s->running.items[i]->reserve_slots;
+    return n;
+}
+
 pagoda_status sched_schedule(sched *s, sched_output *out) {
     memset(out, 0, sizeof *out);
     out->items = s->items;
@@ -243,10 +250,11 @@ pagoda_status sched_schedule(sched *s, sched_output *out) {
     }
 
     /* 2. waiting sequences, in policy order, while budget and sequence slots remain */
-    while (budget > 0 && s->waiting.n > 0 && s->running.n < s->config.max_seqs) {
+    while (budget > 0 && s->waiting.n > 0 &&
+           slots_used(s) + 1 + s->waiting.items[0]->reserve_slots <= s->config.max_seqs) {
         sched_seq *seq = s->waiting.items[0];
         bool first_admission = seq->n_preemptions == 0 && seq->admitted == 0 && seq->n_computed == 0;
-        int32_t cached = kv_pool_match_prefix(s->pool, seq->tokens, seq->n_tokens, &seq->table);
+        int32_t cached = seq->no_prefix_match ? 0 : kv_pool_match_prefix(s->pool, seq->tokens, seq->n_tokens, &seq->table);
         seq->n_computed = cached;
         int32_t need = seq->n_tokens - seq->n_computed;
         int32_t n = need < budget ? need : budget;
@@ -302,5 +310,6 @@ void sched_update_computed(sched *s, const sched_output *out) {
 }
 
 int32_t sched_n_running(const sched *s) { return s->running.n; }
+int32_t sched_n_slots_used(const sched *s) { return slots_used(s); }
 int32_t sched_n_waiting(const sched *s) { return s->waiting.n; }
 uint64_t sched_n_preemptions(const sched *s) { return s->n_preemptions; }

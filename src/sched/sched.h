@@ -52,6 +52,10 @@ typedef struct sched_seq {
     sched_seq_state state;
     kv_block_table table;    /* its blocks */
     void *user;              /* the engine's per-sequence state */
+    bool no_prefix_match;    /* compute every token at admission, reusing no cached prefix (contrastive
+                                search needs the hidden state of every prompt position) */
+    int32_t reserve_slots;   /* running slots this sequence will soon fork into (beams, contrastive
+                                candidates): admission counts them against max_seqs */
 } sched_seq;
 
 /* One scheduled sequence: compute tokens [seq->n_computed, seq->n_computed + n_tokens) this step. */
@@ -100,6 +104,8 @@ pagoda_status sched_fork(sched *s, sched_seq *parent, sched_seq *child);
 void sched_remove(sched *s, sched_seq *seq);
 
 int32_t sched_n_running(const sched *s);
+/* Running sequences plus their reserve_slots: what admission compares with max_seqs. */
+int32_t sched_n_slots_used(const sched *s);
 int32_t sched_n_waiting(const sched *s);
 uint64_t sched_n_preemptions(const sched *s);
 

@@ -45,6 +45,7 @@ static void job_free(server_job *job) {
     free(job->logit_bias);
     free(job->stop_token_ids);
     free(job->prompt);
+    free(job->dola_layers);
     pthread_cond_destroy(&job->cv);
     pthread_mutex_destroy(&job->mu);
     free(job);
@@ -65,6 +66,8 @@ server_job *server_job_new(const int32_t *prompt, size_t n_prompt, const pagoda_
     job->samples = calloc((size_t)job->n_samples, sizeof *job->samples);
     job->prompt = malloc((n_prompt ? n_prompt : 1) * sizeof *prompt);
     job->stop = n_stop ? calloc(n_stop, sizeof *job->stop) : NULL;
+    job->dola_layers = sp->dola_layers ? strdup(sp->dola_layers) : NULL;
+    job->sampling.dola_layers = job->dola_layers;
     if (sp->n_logit_bias && (job->logit_bias = malloc(sp->n_logit_bias * sizeof *job->logit_bias)))
         memcpy(job->logit_bias, sp->logit_bias, sp->n_logit_bias * sizeof *job->logit_bias);
     if (sp->n_stop_token_ids && (job->stop_token_ids = malloc(sp->n_stop_token_ids * sizeof(int32_t))))
@@ -74,7 +77,7 @@ server_job *server_job_new(const int32_t *prompt, size_t n_prompt, const pagoda_
     job->sampling.stop = NULL;
     job->sampling.n_stop = 0;
     bool ok = job->samples && job->prompt && (!n_stop || job->stop) && (!sp->n_logit_bias || job->logit_bias) &&
-              (!sp->n_stop_token_ids || job->stop_token_ids);
+              (!sp->n_stop_token_ids || job->stop_token_ids) && (!sp->dola_layers || job->dola_layers);
     for (size_t i = 0; ok && i < n_stop; i++) {
         if (!(job->stop[i] = strdup(stop[i]))) ok = false;
         else job->n_stop = i + 1;

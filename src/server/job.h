@@ -57,7 +57,8 @@ typedef struct server_job {
     /* the request, fixed at submission */
     int32_t *prompt;        /* [n_prompt] owned */
     size_t n_prompt;
-    pagoda_sampling_params sampling;
+    pagoda_sampling_params sampling; /* .dola_layers points at dola_layers */
+    char *dola_layers;               /* owned copy */
     int32_t priority;
     char **stop;            /* [n_stop] owned; sampling.stop points here */
     size_t n_stop;

@@ -95,8 +95,8 @@ static const struct {
     neutral value; /* the value that asks for nothing (null always does) */
 } unsupported[] = {
     {"echo", N_FALSE}, {"suffix", N_EMPTY},
-    {"tools", N_EMPTY}, {"functions", N_EMPTY}, {"use_beam_search", N_FALSE}, {"min_tokens", N_ZERO},
-    {"length_penalty", N_ONE}, {"include_stop_str_in_output", N_FALSE},
+    {"tools", N_EMPTY}, {"functions", N_EMPTY}, {"min_tokens", N_ZERO},
+    {"include_stop_str_in_output", N_FALSE},
     {"skip_special_tokens", N_TRUE}, {"prompt_logprobs", N_NULL}, {"guided_json", N_NULL},
     {"guided_regex", N_NULL}, {"guided_choice", N_NULL}, {"guided_grammar", N_NULL}, {"prediction", N_NULL},
     {"audio", N_NULL}, {"chat_template", N_NULL}, {"continue_final_message", N_FALSE},
@@ -124,7 +124,8 @@ static bool check_unsupported(json_t *root, server_request_kind kind, int64_t n,
             return BAD(err, unsupported[i].key, "'%s' is not supported yet", unsupported[i].key);
     }
     json_t *v = json_object_get(root, "best_of");
-    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == n))
+    if (v && !json_is_null(v) && !json_is_true(json_object_get(root, "use_beam_search")) &&
+        !(json_is_integer(v) && json_integer_value(v) == n))
         return BAD(err, "best_of", "'best_of' is not supported yet (only best_of equal to n)");
     const char *choices[] = {"tool_choice", "function_call"};
     for (int i = 0; i < 2; i++) {
@@ -269,6 +270,49 @@ static bool parse_stop(json_t *v, server_request *r, server_error *err) {
     return true;
 }
 
+/* ---- Search strategies (engine/search.h): beams, contrastive search, DoLa ------------------------------ */
+static bool parse_search(json_t *root, server_request *r, server_error *err) {
+    pagoda_sampling_params *sp = &r->sampling;
+    long long beams = sp->num_beams > 1 ? sp->num_beams : 1, best_of = 0; /* absent: keep what r holds */
+    double length_penalty = sp->length_penalty, alpha = sp->penalty_alpha;
+    bool use_beam_search = false;
+    if (!opt_int(root, "num_beams", 1, SERVER_MAX_N, &beams, NULL, err) ||
+        !opt_bool(root, "use_beam_search", &use_beam_search, err) ||
+        !opt_int(root, "best_of", 1, SERVER_MAX_N, &best_of, NULL, err) ||
+        !opt_number(root, "length_penalty", -1e6, 1e6, false, &length_penalty, err) ||
+        !opt_bool(root, "early_stopping", &sp->early_stopping, err) ||
+        !opt_number(root, "penalty_alpha", 0, 1, false, &alpha, err))
+        return false;
+    if (use_beam_search) beams = best_of > 0 ? best_of : sp->n; /* vLLM's older beam API */
+    if (beams > 1 && sp->n > beams)
+        return BAD(err, "n", "'n' (%d) must not exceed 'num_beams' (%lld): beam search returns the n best beams",
+                   sp->n, beams);
+    if (alpha > 0 && sp->top_k < 2)
+        return BAD(err, "penalty_alpha", "'penalty_alpha' (contrastive search) needs 'top_k' >= 2");
+    sp->num_beams = (int32_t)beams;
+    sp->length_penalty = (float)length_penalty;
+    sp->penalty_alpha = (float)alpha;
+    json_t *v = json_object_get(root, "dola_layers");
+    if (!v || json_is_null(v)) return true;
+    char buf[512];
+    size_t len = 0;
+    if (json_is_string(v) && (!strcmp(json_string_value(v), "low") || !strcmp(json_string_value(v), "high"))) {
+        len = (size_t)snprintf(buf, sizeof buf, "%s", json_string_value(v));
+    } else if (json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= 64) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *e = json_array_get(v, i);
+            if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > 100000)
+                return BAD(err, "dola_layers", "'dola_layers' entries must be layer indices >= 0");
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%lld", i ? "," : "", json_integer_value(e));
+        }
+    } else {
+        return BAD(err, "dola_layers", "'dola_layers' must be \"low\", \"high\" or an array of layer indices");
+    }
+    if (!(r->dola_layers = dup_bytes(buf, len))) return NO_MEMORY(err);
+    sp->dola_layers = r->dola_layers;
+    return true;
+}
+
 /* ---- The sampler chain's extras: penalties, typical-p, logit bias, stop token ids, logprobs ---------- */
 static bool parse_logit_bias(json_t *v, server_request *r, server_error *err) {
     if (!v || json_is_null(v)) return true;
@@ -358,7 +402,8 @@ bool server_request_parse_sampling(json_t *root, server_request *r, server_error
     sp->typical_p = (float)typical;
     return parse_stop(json_object_get(root, "stop"), r, err) &&
            parse_logit_bias(json_object_get(root, "logit_bias"), r, err) &&
-           parse_stop_token_ids(json_object_get(root, "stop_token_ids"), r, err) && parse_logprobs(root, r, err);
+           parse_stop_token_ids(json_object_get(root, "stop_token_ids"), r, err) && parse_logprobs(root, r, err) &&
+           parse_search(root, r, err);
 }
 
 /* ---- Sampling ------------------------------------------------------------------------------------- */
@@ -477,6 +522,7 @@ void server_request_free(server_request *r) {
     free(r->messages);
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
+    free(r->dola_layers);
     free(r->logit_bias);
     free(r->stop_token_ids);
     memset(r, 0, sizeof *r);

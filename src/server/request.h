@@ -9,9 +9,11 @@
  *   min_p, n, seed, stop (string or strings), ignore_eos, priority, add_generation_prompt (chat),
  *   presence_penalty / frequency_penalty (-2..2), repetition_penalty (> 0), typical_p (0..1],
  *   logit_bias ({"token id": -100..100}), stop_token_ids, logprobs (chat: a boolean, with
- *   top_logprobs 0..20; completions: a count 0..5).
- *   Parameters the engine cannot honour yet (echo, suffix, best_of, tools, response_format json,
- *   ...) give a 400
+ *   top_logprobs 0..20; completions: a count 0..5),
+ *   search strategies: num_beams (or use_beam_search with best_of), length_penalty, early_stopping,
+ *   penalty_alpha (with top_k), dola_layers ("low", "high" or an array of layer indices).
+ *   Parameters the engine cannot honour yet (echo, suffix, best_of without use_beam_search, tools,
+ *   response_format json, ...) give a 400
  *   "... is not supported yet", unless their value is the neutral default. Unknown fields are
  *   ignored, as vLLM does.
  * POST /tokenize: {prompt | messages, add_special_tokens, add_generation_prompt}.
@@ -73,6 +75,7 @@ typedef struct server_request {
     int32_t priority;
     char **stop;                      /* [n_stop] non-empty stop strings, owned; sampling.stop points here */
     size_t n_stop;
+    char *dola_layers;                /* owned; sampling.dola_layers points at it */
     pagoda_logit_bias *logit_bias;    /* [sampling.n_logit_bias] owned; sampling.logit_bias points here */
     int32_t *stop_token_ids;          /* [sampling.n_stop_token_ids] owned */
 } server_request;
@@ -86,7 +89,9 @@ bool server_request_parse(server_request_kind kind, const char *body, size_t len
 void server_request_free(server_request *r);
 
 /* The sampler-chain fields of a parsed JSON object (stop, presence_penalty, frequency_penalty,
- * repetition_penalty, typical_p, logit_bias, stop_token_ids, logprobs, top_logprobs) into
+ * repetition_penalty, typical_p, logit_bias, stop_token_ids, logprobs, top_logprobs, and the search
+ * strategies' num_beams, use_beam_search + best_of, length_penalty, early_stopping, penalty_alpha,
+ * dola_layers) into
  * r->sampling (arrays owned by r; r->kind decides how logprobs reads). Shared with `pagoda batch`.
  * Fields absent keep r->sampling's values. False with *err set on a bad value. */
 struct json_t;
