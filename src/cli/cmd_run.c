@@ -116,11 +116,16 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "pagoda run: %s\n", pagoda_last_error());
     } else {
         rc = 0;
-        fprintf(stderr, "\nprompt: %d tokens in %.3f s (%.1f tok/s) | generation: %d tokens in %.3f s (%.1f tok/s)\n",
-                stats.n_prompt, stats.prompt_seconds,
-                stats.prompt_seconds > 0 ? stats.n_prompt_computed / stats.prompt_seconds : 0.0, stats.n_generated,
-                stats.generation_seconds,
-                stats.generation_seconds > 0 ? stats.n_generated / stats.generation_seconds : 0.0);
+        if (o.sampling.num_beams > 1) { /* the beams arrive at the end: only the strategy's line means something */
+            fprintf(stderr, "\nprompt: %d tokens\n", stats.n_prompt);
+        } else {
+            fprintf(stderr,
+                    "\nprompt: %d tokens in %.3f s (%.1f tok/s) | generation: %d tokens in %.3f s (%.1f tok/s)\n",
+                    stats.n_prompt, stats.prompt_seconds,
+                    stats.prompt_seconds > 0 ? stats.n_prompt_computed / stats.prompt_seconds : 0.0,
+                    stats.n_generated, stats.generation_seconds,
+                    stats.generation_seconds > 0 ? stats.n_generated / stats.generation_seconds : 0.0);
+        }
         pagoda_engine_stats es;
         pagoda_get_stats(m, &es);
         if (es.spec_proposed > 0 || o.model.draft_model_path || o.model.draft_layers || o.model.lookup_ngram)
