@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "pagoda.h"
+#include "test_engine_util.h" /* defines: test_engine_collect */
 #include "testlib.h"
 
 enum { N_PROMPTS = 32, MAX_NEW = 40, MAX_IDS = 512 };
@@ -63,15 +64,14 @@ static void run_together(pagoda_model *m, const ids *prompts, int n, const pagod
         CHECK_MSG(pagoda_add_request(m, prompts[i].v, (size_t)prompts[i].n, sp, 0, &rid[i]) == PAGODA_OK, "%s",
                   pagoda_last_error());
     }
-    for (int guard = 0; pagoda_has_unfinished(m) && guard < 100000; guard++) {
-        const pagoda_output *outs;
-        size_t n_outs;
-        CHECK(pagoda_step(m, &outs, &n_outs) == PAGODA_OK);
-        for (size_t o = 0; o < n_outs; o++)
-            for (int i = 0; i < n; i++)
-                if (outs[o].id == rid[i] && outs[o].index == 0)
-                    for (size_t t = 0; t < outs[o].n_tokens; t++) results[i].v[results[i].n++] = outs[o].tokens[t];
+    int32_t *out[N_PROMPTS];
+    int n_out[N_PROMPTS];
+    for (int i = 0; i < n; i++) {
+        out[i] = results[i].v;
+        n_out[i] = 0;
     }
+    test_engine_collect(m, rid, n, out, n_out, MAX_IDS);
+    for (int i = 0; i < n; i++) results[i].n = n_out[i];
 }
 
 static int count_equal(const ids *a, const ids *b, int n, const char *what) {

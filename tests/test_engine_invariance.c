@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "pagoda.h"
+#include "test_engine_util.h" /* defines: test_engine_collect */
 #include "testlib.h"
 
 enum { N_PROMPTS = 12, MAX_NEW = 24, MAX_IDS = 1024 };
@@ -55,16 +56,11 @@ static void run_together(const char *path, const pagoda_model_params *mp, const 
         CHECK_MSG(pagoda_add_request(m, prompts[i].v, (size_t)prompts[i].n, sp, 0, &rid[i]) == PAGODA_OK, "%s",
                   pagoda_last_error());
     }
-    for (int guard = 0; pagoda_has_unfinished(m) && guard < 100000; guard++) {
-        const pagoda_output *outs;
-        size_t n_outs;
-        CHECK(pagoda_step(m, &outs, &n_outs) == PAGODA_OK);
-        for (size_t o = 0; o < n_outs; o++)
-            for (int i = 0; i < N_PROMPTS; i++)
-                if (outs[o].id == rid[i])
-                    for (size_t t = 0; t < outs[o].n_tokens && results[i].n < MAX_IDS; t++)
-                        results[i].v[results[i].n++] = outs[o].tokens[t];
-    }
+    int32_t *out[N_PROMPTS];
+    int n_out[N_PROMPTS] = {0};
+    for (int i = 0; i < N_PROMPTS; i++) out[i] = results[i].v;
+    test_engine_collect(m, rid, N_PROMPTS, out, n_out, MAX_IDS);
+    for (int i = 0; i < N_PROMPTS; i++) results[i].n = n_out[i];
     pagoda_engine_stats st;
     pagoda_get_stats(m, &st);
     if (preemptions) *preemptions = st.n_preemptions;
