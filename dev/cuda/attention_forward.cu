@@ -7,16 +7,29 @@
  * version 2: mma.sync m16n8k16, 4 warps x 16 rows, 64-key tiles, 2 cp.async stages (first cut).
  * version 3: 4 warps x 32 rows (each K/V fragment feeds two m16 tiles: half the shared-memory
  *            traffic per flop), 64-key tiles, 2 stages (spills a few registers at head dim 128).
- * version 4: 4 warps x 32 rows, 32-key tiles, 3 stages (no spills) - what src/ uses for prefill.
+ * version 4: 4 warps x 32 rows, 32-key tiles, 3 stages (no spills).
+ * version 5: 8 warps x 16 rows (128 rows), 64-key tiles, 2 stages (no spills; each K/V fragment
+ *            feeds one m16 tile).
+ * version 6: 4 warps x 32 rows, 64-key tiles, 3 stages (one CTA per SM).
+ * version 7: 8 warps x 32 rows (256 rows), 64-key tiles, 2 stages (one CTA per SM).
+ * version 8: 4 warps x 32 rows, 32-key tiles, 4 stages.
+ * version 9: flash_fwd_launch, what src/ uses for prefill (version 3's configuration at head
+ *            dim 128, FLASH_PREFILL_CFG_128 in flash_fwd.cu).
+ * Since the cuda2 branch every version runs the causal grid longest tiles first across all heads
+ * (the remap in flash_fwd_kernel); -DFLASH_NO_CAUSAL_REMAP builds the earlier order. Versions timed
+ * back to back in one process differ by up to ~10% with their order (clocks, power): compare
+ * configurations with bench_attention.py (alternating, median), as docs/BENCHMARKS.md does.
  *
  * Build: make cuda (-> build-cuda/dev/attention_forward)
  * Run:   build-cuda/dev/attention_forward [--check] [version]   (--check: correctness only, small)
- * The shape benchmarked: bf16, batch 2 x 32 heads x 8192, head dim 128, causal.
+ * Shapes benchmarked (random inputs): bf16, head dim 128: 2 x 32 heads x 8192 causal and not, and
+ * 8 x 32 x 2048 causal; median of 10 launches, CUDA events, after ~0.5 s of warm-up launches.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <algorithm>
 #include <vector>
 
 #include "../../src/backend/cuda/flash_fwd.cu" /* defines: flash_fwd_kernel, fwd_params, launch_cfg */
@@ -79,11 +92,26 @@ static void run_version(int version, const fwd_params &p, int n_k_max) {
     case 2: CUDA_CHECK(launch_cfg<T, 128, 4, 1, 64, 2, false>(p, 0)); break;
     case 3: CUDA_CHECK(launch_cfg<T, 128, 4, 2, 64, 2, false>(p, 0)); break;
     case 4: CUDA_CHECK(launch_cfg<T, 128, 4, 2, 32, 3, false>(p, 0)); break;
+    case 5: CUDA_CHECK(launch_cfg<T, 128, 8, 1, 64, 2, false>(p, 0)); break;
+    case 6: CUDA_CHECK(launch_cfg<T, 128, 4, 2, 64, 3, false>(p, 0)); break;
+    case 7: CUDA_CHECK(launch_cfg<T, 128, 8, 2, 64, 2, false>(p, 0)); break;
+    case 8: CUDA_CHECK(launch_cfg<T, 128, 4, 2, 32, 4, false>(p, 0)); break;
+    case 9: CUDA_CHECK(flash_fwd_launch(p, 0)); break;
     }
     CUDA_CHECK(cudaGetLastError());
 }
 
 static float bf2f(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+enum { N_VERSIONS = 9 };
+
+__global__ void fill_uniform(__nv_bfloat16 *x, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+        x[i] = __float2bfloat16((float)(h >> 8) * (2.f / 16777216.f) - 1.f);
+    }
+}
 
 int main(int argc, char **argv) {
     int check_only = 0, only = 0;
@@ -145,7 +173,7 @@ int main(int argc, char **argv) {
     p.head_dim = D, p.scale = scale, p.scale_log2 = scale * 1.4426950408889634f, p.causal = 1;
     p.n_splits = 1, p.split_chunk = 0x3fffffff;
     int bad = 0;
-    for (int ver = 1; ver <= 4; ver++) {
+    for (int ver = 1; ver <= N_VERSIONS; ver++) {
         if (only && ver != only) continue;
         CUDA_CHECK(cudaMemset(dout, 0xff, ho.size() * 2)); /* NaN poison */
         run_version(ver, p, 400);
@@ -163,35 +191,52 @@ int main(int argc, char **argv) {
     if (check_only || bad) return bad ? 1 : 0;
 
     /* ---- benchmark ---- */
-    const int BB = 2, HH = 32, S = 8192;
-    const size_t n = (size_t)BB * S * HH * D;
-    CUDA_CHECK(cudaMalloc(&dq, n * 2));
-    CUDA_CHECK(cudaMalloc(&dk, n * 2));
-    CUDA_CHECK(cudaMalloc(&dv, n * 2));
-    CUDA_CHECK(cudaMalloc(&dout, n * 2));
-    CUDA_CHECK(cudaMemset(dq, 0x3c, n * 2));
-    CUDA_CHECK(cudaMemset(dk, 0x3c, n * 2));
-    CUDA_CHECK(cudaMemset(dv, 0x3c, n * 2));
-    int32_t hcu[3] = {0, S, 2 * S};
-    CUDA_CHECK(cudaMalloc(&dcq, 12));
-    CUDA_CHECK(cudaMemcpy(dcq, hcu, 12, cudaMemcpyHostToDevice));
-    p.q = dq, p.k = dk, p.v = dv, p.o = dout, p.cu_q = dcq, p.cu_k = dcq, p.batch = BB, p.total_q = BB * S;
-    p.n_head = HH, p.n_kv_head = HH, p.group = 1, p.max_rows = S;
-    const double flops = 4.0 * BB * HH * (double)S * S * D / 2;
+    const int shapes[][3] = {{2, 8192, 1}, {2, 8192, 0}, {8, 2048, 1}}; /* batch, S, causal; 32 heads */
+    const int HH = 32;
+    const size_t nmax = (size_t)2 * 8192 * HH * D;
+    CUDA_CHECK(cudaMalloc(&dq, nmax * 2));
+    CUDA_CHECK(cudaMalloc(&dk, nmax * 2));
+    CUDA_CHECK(cudaMalloc(&dv, nmax * 2));
+    CUDA_CHECK(cudaMalloc(&dout, nmax * 2));
+    fill_uniform<<<1024, 256>>>((__nv_bfloat16 *)dq, nmax, 1u);
+    fill_uniform<<<1024, 256>>>((__nv_bfloat16 *)dk, nmax, 2u);
+    fill_uniform<<<1024, 256>>>((__nv_bfloat16 *)dv, nmax, 3u);
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaMalloc(&dcq, 9 * 4));
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
-    for (int ver = 2; ver <= 4; ver++) {
-        if (only && ver != only) continue;
-        run_version(ver, p, 0);
-        const int reps = 10;
-        cudaEventRecord(e0);
-        for (int r = 0; r < reps; r++) run_version(ver, p, 0);
-        cudaEventRecord(e1);
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        cudaEventElapsedTime(&ms, e0, e1);
-        ms /= reps;
-        printf("version %d: %.3f ms, %.1f TFLOP/s (bf16, %dx%dx%d, d%d, causal)\n", ver, ms, flops / ms / 1e9, BB, HH, S, D);
+    bool warmed = false;
+    for (auto &sh : shapes) {
+        const int BB = sh[0], S = sh[1];
+        std::vector<int32_t> hcu(BB + 1);
+        for (int b = 0; b <= BB; b++) hcu[b] = b * S;
+        CUDA_CHECK(cudaMemcpy(dcq, hcu.data(), (BB + 1) * 4, cudaMemcpyHostToDevice));
+        p.q = dq, p.k = dk, p.v = dv, p.o = dout, p.cu_q = dcq, p.cu_k = dcq, p.batch = BB, p.total_q = BB * S;
+        p.n_head = HH, p.n_kv_head = HH, p.group = 1, p.max_rows = S, p.causal = sh[2];
+        const double flops = 4.0 * BB * HH * (double)S * S * D / (sh[2] ? 2 : 1);
+        if (!warmed) { /* the clocks ramp up from idle: without this the first versions timed lose ~7% */
+            for (int r = 0; r < 150; r++) run_version(N_VERSIONS, p, 0);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            warmed = true;
+        }
+        for (int ver = 2; ver <= N_VERSIONS; ver++) {
+            if (only && ver != only) continue;
+            run_version(ver, p, 0);
+            std::vector<float> t;
+            for (int r = 0; r < 10; r++) {
+                cudaEventRecord(e0);
+                run_version(ver, p, 0);
+                cudaEventRecord(e1);
+                CUDA_CHECK(cudaEventSynchronize(e1));
+                float ms = 0;
+                cudaEventElapsedTime(&ms, e0, e1);
+                t.push_back(ms);
+            }
+            std::sort(t.begin(), t.end());
+            const float ms = t[5];
+            printf("version %d: %.3f ms, %.1f TFLOP/s (bf16, %dx%dx%d, d%d, %s)\n", ver, ms, flops / ms / 1e9, BB, HH, S,
+                   D, sh[2] ? "causal" : "non-causal");
+        }
     }
     return 0;
 }

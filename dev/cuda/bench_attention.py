@@ -7,7 +7,7 @@ for decode, L2 is flushed before each repeat). Prints the markdown tables of doc
   backward  TFLOP/s = 2.5 x forward FLOPs / time (torch: autograd.grad of its SDPA output)
   decode    effective bandwidth = bytes of K and V read / time, paged (block 16) vs torch on contiguous
             caches, and the device's copy bandwidth (read + write of a 2 GiB buffer) measured here.
-Usage: python3 dev/cuda/bench_attention.py [--quick] [--sections fwd,bwd,decode] [--json PATH]
+Usage: python3 dev/cuda/bench_attention.py [--quick] [--sections fwd,bwd,decode] [--flush clean|dirty] [--json PATH]
 """
 import argparse
 import json
@@ -24,10 +24,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pagoda_cuda as pc  # noqa: E402
 
 FLUSH = None
+FLUSH_MODE = "clean"
 
 
 def flush_l2():
-    FLUSH.zero_()
+    """Empties L2 before a decode repeat. clean (default): reads 256 MB, leaving L2 full of clean
+    lines (as after a previous layer's kernels, which write little); dirty: writes 256 MB (the
+    earlier tables), whose write-back of ~50 MB of dirty L2 lines then lands inside the timed call."""
+    if FLUSH_MODE == "dirty":
+        FLUSH.zero_()
+    else:
+        FLUSH.view(torch.float32).sum()
 
 
 def time_alternating(fns, reps, flush=False):
@@ -153,13 +160,15 @@ def ratio(a, b):
 
 
 def main():
-    global FLUSH
+    global FLUSH, FLUSH_MODE
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--sections", default="fwd,bwd,decode", help="comma-separated subset of fwd,bwd,decode")
+    ap.add_argument("--flush", default="clean", choices=["clean", "dirty"], help="how L2 is emptied before decode runs")
     args = ap.parse_args()
-    FLUSH = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    FLUSH_MODE = args.flush
+    FLUSH = torch.zeros(256 << 20, dtype=torch.uint8, device="cuda")
     props = torch.cuda.get_device_properties(0)
     print(f"device {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
           f"cudnn {torch.backends.cudnn.version()}")
@@ -203,7 +212,7 @@ def main():
     copy = copy_bandwidth()
     res["copy_tbs"] = copy
     print(f"\n### Decode (bf16, 32 q / 8 kv heads, head dim 128, one query per sequence; TB/s of K+V; "
-          f"copy bandwidth {copy:.2f} TB/s)\n")
+          f"copy bandwidth {copy:.2f} TB/s; L2 emptied by a {FLUSH_MODE} flush before each repeat)\n")
     print("| batch | context | splits | pagoda paged | % of copy | torch flash | torch cuDNN | vs flash | vs cuDNN |")
     print("|---|---|---|---|---|---|---|---|---|")
     combos = [(b, c) for b in (1, 8, 64, 256) for c in (1024, 4096, 16384, 32768, 131072) if b * c <= (1 << 22)]

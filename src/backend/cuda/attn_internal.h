@@ -6,6 +6,7 @@
 #define PAGODA_BACKEND_CUDA_ATTN_INTERNAL_H
 
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "backend/cuda/attn_common.cuh" /* defines: dropout_key */
@@ -38,8 +39,43 @@ struct fwd_params {
 
 /* The kv tile (keys per iteration) of the forward kernels: split_chunk is a multiple of it. */
 enum { FLASH_FWD_BLOCK_N = 64 };
-/* At most this many packed rows per sequence: the decode configuration (64 rows per CTA). */
-enum { FLASH_FWD_ROWS_SMALL = 64 };
+/* At most this many packed rows per sequence: the decode configuration (FLASH_FWD_DECODE_ROWS
+ * rows per CTA); more rows take the prefill configuration (128 rows per CTA). */
+enum { FLASH_FWD_ROWS_SMALL = 64, FLASH_FWD_DECODE_ROWS = 64, FLASH_FWD_PREFILL_ROWS = 128 };
+/* Split-KV rule: CTAs of the decode configuration resident per SM (its shared memory allows it),
+ * at most FLASH_MAX_SPLITS splits of at least FLASH_MIN_SPLIT_KEYS keys each. */
+#ifndef FLASH_SPLIT_CTAS_PER_SM
+#define FLASH_SPLIT_CTAS_PER_SM 4
+#endif
+enum { FLASH_MAX_SPLITS = 64, FLASH_MIN_SPLIT_KEYS = 128 };
+
+/* The CTA count of the forward without splitting (rows per CTA as flash_fwd_launch picks them). */
+static inline int flash_fwd_ctas(int max_rows, int n_kv_head, int batch) {
+    const int bm = max_rows <= FLASH_FWD_ROWS_SMALL ? FLASH_FWD_DECODE_ROWS : FLASH_FWD_PREFILL_ROWS;
+    return (max_rows + bm - 1) / bm * n_kv_head * batch;
+}
+
+/* The split-KV count for n_ctas unsplit CTAs over at most max_seq_len keys on sms SMs: 1 when the
+ * CTAs nearly fill the resident slots, else the fewest splits whose last wave is within 85% of the
+ * best wave efficiency (as FlashAttention-2 chooses). */
+static inline int flash_num_splits(int n_ctas, int max_seq_len, int sms) {
+    if (n_ctas <= 0 || max_seq_len <= 0) return 1;
+    const int slots = FLASH_SPLIT_CTAS_PER_SM * sms;
+    if (n_ctas * 5 >= slots * 4) return 1;
+    int max_s = max_seq_len / FLASH_MIN_SPLIT_KEYS;
+    if (max_s > FLASH_MAX_SPLITS) max_s = FLASH_MAX_SPLITS;
+    if (max_s <= 1) return 1;
+    float best = 0.f;
+    for (int s = 1; s <= max_s; s++) {
+        const float waves = (float)n_ctas * s / slots, eff = waves / ceilf(waves);
+        if (eff > best) best = eff;
+    }
+    for (int s = 1; s <= max_s; s++) {
+        const float waves = (float)n_ctas * s / slots;
+        if (waves / ceilf(waves) >= 0.85f * best) return s;
+    }
+    return 1;
+}
 
 /* Launches the forward (and, when n_splits > 1, the combine). Returns the launch error. */
 cudaError_t flash_fwd_launch(const fwd_params &p, cudaStream_t stream);

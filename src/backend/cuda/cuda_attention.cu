@@ -23,30 +23,10 @@ static int device_sm_count(void) {
 }
 
 extern "C" int cuda_attn_num_splits(int n_ctas, int max_seq_len) {
-    if (n_ctas <= 0 || max_seq_len <= 0) return 1;
-    const int slots = 2 * device_sm_count(); /* the decode configuration fits 2 CTAs per SM */
-    if (n_ctas * 5 >= slots * 4) return 1;
-    int max_s = max_seq_len / 128;
-    if (max_s > 64) max_s = 64;
-    if (max_s <= 1) return 1;
-    /* wave efficiency of s splits: the last wave of CTAs should be nearly full (as FlashAttention-2
-     * chooses); take the fewest splits within 85% of the best efficiency. */
-    float eff[65], best = 0.f;
-    for (int s = 1; s <= max_s; s++) {
-        const float waves = (float)n_ctas * s / slots;
-        eff[s] = waves / ceilf(waves);
-        if (eff[s] > best) best = eff[s];
-    }
-    for (int s = 1; s <= max_s; s++)
-        if (eff[s] >= 0.85f * best) return s;
-    return 1;
+    return flash_num_splits(n_ctas, max_seq_len, device_sm_count());
 }
 
-/* The CTA count of the forward without splitting (rows per CTA as flash_fwd_launch picks them). */
-static int fwd_ctas(int max_rows, int n_kv_head, int batch) {
-    const int bm = max_rows <= FLASH_FWD_ROWS_SMALL ? 64 : 128;
-    return (max_rows + bm - 1) / bm * n_kv_head * batch;
-}
+static int fwd_ctas(int max_rows, int n_kv_head, int batch) { return flash_fwd_ctas(max_rows, n_kv_head, batch); }
 
 /* Resolves the requested split count into (n_splits, split_chunk) for keys of at most max_k. */
 static void resolve_splits(int requested, int n_ctas, int max_k, int *n_splits, int *chunk) {

@@ -103,8 +103,9 @@ size_t cuda_paged_attention_workspace_bytes(const cuda_paged_attention_args *arg
 pagoda_status cuda_paged_attention(const cuda_paged_attention_args *args);
 
 /* The split-KV count the kernels choose for `n_ctas` thread blocks without splitting and keys of
- * at most max_seq_len: 1 when the CTAs already fill the SMs (2 per SM); else the fewest splits whose
- * last wave is within 85% of the best wave efficiency, each split at least 128 keys, at most 64. */
+ * at most max_seq_len: 1 when the CTAs already fill the SMs (4 decode CTAs per SM); else the fewest
+ * splits whose last wave is within 85% of the best wave efficiency, each split at least 128 keys,
+ * at most 64 (flash_num_splits in attn_internal.h). */
 int cuda_attn_num_splits(int n_ctas, int max_seq_len);
 
 /* Writes n_tokens new rows k_new[i], v_new[i] ([n_tokens][n_kv_head][head_dim], of src_dtype: 0 bf16,
