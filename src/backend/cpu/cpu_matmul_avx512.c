@@ -1,10 +1,12 @@
 /* backend/cpu/cpu_matmul_avx512.c - y = x W^T for BF16 weights with AVX-512 BF16 dot products.
  *
- * _mm512_dpbf16_ps multiplies bf16 pairs exactly and accumulates in f32, but wants x in bf16 too.
- * Rounding x to bf16 would cost ~3 significant digits, so each x row is split into two bf16
- * halves, hi = bf16(x) and lo = bf16(x - hi) (together ~16 significant bits), and every weight
- * pair is dotted with both: two dpbf16 per 32 elements instead of four converts and two FMAs.
- * Tiles are 4 rows x 4 tokens (16 zmm accumulators); x halves live in scratch sized at init.
+ * _mm512_dpbf16_ps multiplies bf16 pairs exactly and accumulates in f32, but wants x in bf16 too:
+ * each x row is rounded to bf16 once (round to nearest even, as llama.cpp does), one dpbf16 per 32
+ * elements. The rounding is a relative error of at most 2^-9 per element, an NMSE of about
+ * 2^-18 / 3 = 1.3e-6 on a dot product: ten times below the int8 activations of the quantized types.
+ * (An earlier version also dotted lo = bf16(x - hi) for ~16 significant bits; it doubled the
+ * prefill work for accuracy no other path of the default mode has: pp512 went 1.4x faster without.)
+ * Tiles are 4 rows x 4 tokens (16 zmm accumulators); the bf16 rows live in scratch sized at init.
  * Compiled with -march=x86-64-v4 -mavx512bf16; called only where the CPU has AVX512_BF16.
  */
 #include <immintrin.h>
@@ -18,7 +20,7 @@ typedef struct bf16_job {
     const backend_matrix *w;
     const float *x;    /* [n_tokens][n_cols] */
     float *y;          /* [n_tokens][n_rows] */
-    uint16_t *x_bf16;  /* [max_tokens][2][n_pad]: hi then lo halves of the piece's rows */
+    uint16_t *x_bf16;  /* [max_tokens][2][n_pad]: the piece's rows in bf16 (first half of each) */
     int64_t t0, n_piece, n_pad;
 } bf16_job;
 
@@ -33,14 +35,10 @@ static void split_thread(void *arg, int thread_index, int n_threads) {
     threadpool_split(job->n_piece, thread_index, n_threads, &begin, &end);
     for (int64_t t = begin; t < end; t++) {
         const float *xt = job->x + (job->t0 + t) * n;
-        uint16_t *hi = job->x_bf16 + t * 2 * job->n_pad, *lo = hi + job->n_pad;
+        uint16_t *hi = job->x_bf16 + t * 2 * job->n_pad;
         for (int64_t i = 0; i < job->n_pad; i += 16) {
             __m512 v = _mm512_maskz_loadu_ps(tail_mask16(n - i), xt + i);
-            __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-            __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-            __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf));
-            _mm256_storeu_si256((__m256i *)(hi + i), h);
-            _mm256_storeu_si256((__m256i *)(lo + i), l);
+            _mm256_storeu_si256((__m256i *)(hi + i), (__m256i)_mm512_cvtneps_pbh(v));
         }
     }
 }
@@ -56,20 +54,16 @@ static inline __attribute__((always_inline)) void tile_4xT(const uint16_t *const
         for (int j = 0; j < T; j++) acc[r][j] = _mm512_setzero_ps();
     for (int64_t i = 0; i < job->n_pad; i += 32) {
         __mmask32 m = n - i >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (n - i)) - 1);
-        __m512i xh[4], xl[4];
+        __m512i xh[4];
         #pragma GCC unroll 4
-        for (int j = 0; j < T; j++) {
-            const uint16_t *hi = job->x_bf16 + (t + j) * 2 * job->n_pad;
-            xh[j] = _mm512_loadu_si512((const void *)(hi + i));
-            xl[j] = _mm512_loadu_si512((const void *)(hi + job->n_pad + i));
-        }
+        for (int j = 0; j < T; j++)
+            xh[j] = _mm512_loadu_si512((const void *)(job->x_bf16 + (t + j) * 2 * job->n_pad + i));
         #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, rows[r] + i);
             #pragma GCC unroll 4
             for (int j = 0; j < T; j++) {
                 acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv, (__m512bh)xh[j]);
-                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv, (__m512bh)xl[j]);
             }
         }
     }
