@@ -3,8 +3,8 @@
  * server_request_parse(). Every parsed field is touched, so ASan/UBSan see bad pointers or sizes,
  * and the invariants are checked: an error has a 4xx/5xx status and a message; a parsed request has
  * exactly one kind of prompt, sane sampling values, and non-empty stop strings. When there are stop
- * strings, the prompt text is streamed through server_stop_feed in pieces cut by the input itself,
- * and the released text must be a prefix of the prompt holding no stop string.
+ * strings, the prompt text is streamed through the engine's stop_text_feed in pieces cut by the
+ * input itself, and the released text must be a prefix of the prompt holding no stop string.
  *   make fuzz && build-fuzz/fuzz/fuzz_request -max_total_time=60 corpus/ tests/fixtures/server/
  */
 #include <stdint.h>
@@ -12,29 +12,38 @@
 #include <string.h>
 
 #include "server/request.h" /* defines: server_request_parse, server_request_free */
-#include "server/stop.h"    /* defines: server_stop_feed, server_stop_flush */
+#include "engine/stop_text.h" /* defines: stop_text_feed, stop_text_flush */
 
 static volatile uint64_t sink;
 
 static void check_stop(const server_request *r, const uint8_t *cuts, size_t n_cuts) {
     if (!r->prompt || r->n_stop == 0) return;
-    server_stop s;
-    server_stop_init(&s, r->stop, r->n_stop);
-    server_buf out = {0};
-    size_t at = 0, c = 0;
+    stop_text s;
+    stop_text_init(&s, r->stop, r->n_stop);
+    char *out = malloc(r->prompt_len + 1);
+    size_t n_out = 0, at = 0, c = 0;
+    if (!out) abort();
     while (at < r->prompt_len) {
         size_t piece = 1 + (n_cuts ? (size_t)(cuts[c++ % n_cuts] % 8) : 2);
         if (piece > r->prompt_len - at) piece = r->prompt_len - at;
-        if (!server_stop_feed(&s, r->prompt + at, piece, &out)) abort();
+        if (!stop_text_feed(&s, r->prompt + at, piece)) abort();
+        if (n_out + s.n_out > r->prompt_len) abort();
+        if (s.n_out) memcpy(out + n_out, s.out, s.n_out);
+        n_out += s.n_out;
         at += piece;
     }
-    if (!server_stop_flush(&s, &out)) abort();
-    if (out.len > r->prompt_len || (out.len && memcmp(out.data, r->prompt, out.len))) abort();
-    for (size_t i = 0; i < r->n_stop && out.len; i++)
-        if (memmem(out.data, out.len, r->stop[i], strlen(r->stop[i]))) abort();
-    if (!s.matched && out.len != r->prompt_len) abort();
-    server_buf_free(&out);
-    server_stop_free(&s);
+    if (!s.matched) {
+        if (!stop_text_flush(&s)) abort();
+        if (n_out + s.n_out > r->prompt_len) abort();
+        if (s.n_out) memcpy(out + n_out, s.out, s.n_out);
+        n_out += s.n_out;
+    }
+    if (n_out && memcmp(out, r->prompt, n_out)) abort();
+    for (size_t i = 0; i < r->n_stop && n_out; i++)
+        if (memmem(out, n_out, r->stop[i], strlen(r->stop[i]))) abort();
+    if (!s.matched && n_out != r->prompt_len) abort();
+    free(out);
+    stop_text_free(&s);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -126,7 +126,7 @@ static int cmp_special(const void *a, const void *b, void *arg) {
 static pagoda_status build_special_lists(vocab *v) {
     static const char *const eog_texts[] = {
         "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
-        "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "<|end_of_text|>",
+        ("<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"), "<|end_of_text|>",
         "<end_of_utterance>", "<|eom_id|>", "<|return|>", "<|call|>",
     };
     enum { N_EOG_TEXTS = sizeof(eog_texts) / sizeof(eog_texts[0]) };
