@@ -102,7 +102,7 @@ $(CUDA_BUILD)/libpagoda_cuda.so: $(CUDA_OBJS) $(CUDA_BUILD)/src/core/error.o
 	$(NVCC) $(CUDA_ARCH) -shared -o $@ $^ -lcudart
 
 # A dev program #includes the src/backend/cuda/*.cu it develops (so the two cannot drift apart).
-$(CUDA_BUILD)/dev/%: dev/cuda/%.cu $(CUDA_SRCS) $(CUDA_HDRS)
+$(CUDA_BUILD)/dev/%: dev/cuda/%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_SRCS) $(CUDA_HDRS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 else

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "pagoda.h"
-#include "test_engine_util.h" /* defines: test_engine_collect */
+#include "test_engine_util.h" /* defines: test_engine_load, test_engine_collect */
 #include "testlib.h"
 
 enum { N_PROMPTS = 32, MAX_NEW = 40, MAX_IDS = 512 };
@@ -39,12 +39,6 @@ static bool collect(void *user, int32_t token, const char *text, size_t len) {
     ids *out = user;
     if (token >= 0 && out->n < MAX_IDS) out->v[out->n++] = token;
     return true;
-}
-
-static pagoda_model *load(const char *path, const pagoda_model_params *p) {
-    pagoda_model *m = NULL;
-    CHECK_MSG(pagoda_model_load(path, p, &m) == PAGODA_OK, "load: %s", pagoda_last_error());
-    return m;
 }
 
 static void tokenize(pagoda_model *m, const char *text, ids *out) {
@@ -100,7 +94,7 @@ int main(void) {
     static ids prompts[N_PROMPTS], solo[N_PROMPTS], together[N_PROMPTS];
     pagoda_model_params solo_params = mp;
     solo_params.no_prefix_caching = true;
-    pagoda_model *m = load(path, &solo_params);
+    pagoda_model *m = test_engine_load(path, &solo_params);
     if (!m) return test_finish();
     for (int i = 0; i < N_PROMPTS; i++) {
         char text[1024];
@@ -113,7 +107,7 @@ int main(void) {
     pagoda_model_free(m);
 
     /* 1. all together, default budget */
-    m = load(path, &mp);
+    m = test_engine_load(path, &mp);
     run_together(m, prompts, N_PROMPTS, &greedy, together);
     printf("together: %d/%d equal to solo\n", count_equal(solo, together, N_PROMPTS, "together"), N_PROMPTS);
     pagoda_engine_stats st;
@@ -124,13 +118,13 @@ int main(void) {
     /* 2. a KV budget so small that sequences are preempted and recomputed */
     pagoda_model_params tight = mp;
     tight.kv_cache_bytes = 1; /* rounded below: set from the block size next */
-    m = load(path, &mp);
+    m = test_engine_load(path, &mp);
     pagoda_model_info info;
     pagoda_model_get_info(m, &info);
     size_t block_bytes = info.kv_bytes / (size_t)info.kv_blocks;
     pagoda_model_free(m);
     tight.kv_cache_bytes = (int64_t)(block_bytes * 24); /* 24 blocks = 384 tokens for 32 sequences */
-    m = load(path, &tight);
+    m = test_engine_load(path, &tight);
     run_together(m, prompts, N_PROMPTS, &greedy, together);
     pagoda_get_stats(m, &st);
     printf("tight KV (24 blocks): %llu preemptions, %d/%d equal to solo\n", (unsigned long long)st.n_preemptions,
@@ -141,14 +135,14 @@ int main(void) {
     /* 3. chunked prefill: 7 tokens per step for everything */
     pagoda_model_params chunked = mp;
     chunked.n_batch = 7;
-    m = load(path, &chunked);
+    m = test_engine_load(path, &chunked);
     run_together(m, prompts, N_PROMPTS, &greedy, together);
     printf("chunked prefill (7 tokens/step): %d/%d equal to solo\n",
            count_equal(solo, together, N_PROMPTS, "chunked"), N_PROMPTS);
     pagoda_model_free(m);
 
     /* 4. prefix caching: B shares a 100+ token prefix with A */
-    m = load(path, &mp);
+    m = test_engine_load(path, &mp);
     char shared_text[2048] = "", a_text[2200], b_text[2200];
     for (int w = 0; w < 90; w++) {
         strcat(shared_text, WORDS[(w * 7) % 32]);
@@ -173,7 +167,7 @@ int main(void) {
     pagoda_get_stats(m, &st);
     CHECK(st.prefix_hits == (uint64_t)expect_cached);
     pagoda_model_free(m);
-    m = load(path, &solo_params);
+    m = test_engine_load(path, &solo_params);
     CHECK(pagoda_generate(m, b.v, (size_t)b.n, &greedy, collect, &cold_b, NULL) == PAGODA_OK);
     CHECK_MSG(cold_b.n == out_b.n && !memcmp(cold_b.v, out_b.v, sizeof(int32_t) * (size_t)out_b.n),
               "B with a cached prefix differs from a cold run");
@@ -185,7 +179,7 @@ int main(void) {
     sampled.max_tokens = 24;
     sampled.seed = 1234;
     sampled.n = 4;
-    m = load(path, &mp);
+    m = test_engine_load(path, &mp);
     pagoda_request_id rid;
     CHECK(pagoda_add_request(m, prompts[5].v, (size_t)prompts[5].n, &sampled, 0, &rid) == PAGODA_OK);
     ids forked[4] = {{.n = 0}};
@@ -205,7 +199,7 @@ int main(void) {
     CHECK_MSG(computed_before == expect_computed, "computed %llu tokens, expected %llu (the prompt once)",
               (unsigned long long)computed_before, (unsigned long long)expect_computed);
     pagoda_model_free(m);
-    m = load(path, &solo_params);
+    m = test_engine_load(path, &solo_params);
     int fork_equal = 0, distinct = 0;
     for (int s = 0; s < 4; s++) {
         pagoda_sampling_params one = sampled;
@@ -224,7 +218,7 @@ int main(void) {
     /* 6. a request that can never fit; the engine keeps serving */
     pagoda_model_params tiny = mp;
     tiny.kv_cache_bytes = (int64_t)(block_bytes * 3);
-    m = load(path, &tiny);
+    m = test_engine_load(path, &tiny);
     CHECK(pagoda_add_request(m, prompts[31].v, (size_t)prompts[31].n, &greedy, 0, &rid) == PAGODA_ERR_CONTEXT_FULL);
     CHECK(strstr(pagoda_last_error(), "KV blocks") != NULL);
     ids small = {.n = 0};
@@ -233,7 +227,7 @@ int main(void) {
     pagoda_model_free(m);
 
     /* 7. abort returns the blocks at once */
-    m = load(path, &mp);
+    m = test_engine_load(path, &mp);
     pagoda_request_id keep, gone;
     CHECK(pagoda_add_request(m, prompts[30].v, (size_t)prompts[30].n, &greedy, 0, &keep) == PAGODA_OK);
     CHECK(pagoda_add_request(m, prompts[29].v, (size_t)prompts[29].n, &greedy, 0, &gone) == PAGODA_OK);
@@ -256,7 +250,7 @@ int main(void) {
     pagoda_model_params by_priority = mp;
     by_priority.policy = PAGODA_SCHED_PRIORITY;
     by_priority.max_seqs = 1;
-    m = load(path, &by_priority);
+    m = test_engine_load(path, &by_priority);
     int32_t priorities[3] = {5, 1, 3};
     pagoda_request_id pid[3];
     pagoda_sampling_params short_greedy = greedy;

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "pagoda.h"
-#include "test_engine_util.h" /* defines: test_engine_collect */
+#include "test_engine_util.h" /* defines: test_engine_load, test_engine_collect */
 #include "testlib.h"
 
 enum { N_PROMPTS = 12, MAX_NEW = 24, MAX_IDS = 1024 };
@@ -40,15 +40,9 @@ static bool collect(void *user, int32_t token, const char *text, size_t len) {
     return true;
 }
 
-static pagoda_model *load(const char *path, const pagoda_model_params *p) {
-    pagoda_model *m = NULL;
-    CHECK_MSG(pagoda_model_load(path, p, &m) == PAGODA_OK, "load: %s", pagoda_last_error());
-    return m;
-}
-
 static void run_together(const char *path, const pagoda_model_params *mp, const ids *prompts,
                          const pagoda_sampling_params *sp, ids *results, uint64_t *preemptions) {
-    pagoda_model *m = load(path, mp);
+    pagoda_model *m = test_engine_load(path, mp);
     if (!m) return;
     pagoda_request_id rid[N_PROMPTS];
     for (int i = 0; i < N_PROMPTS; i++) {
@@ -107,7 +101,7 @@ int main(void) {
     static ids prompts[N_PROMPTS], solo[N_PROMPTS], together[N_PROMPTS];
     pagoda_model_params solo_params = mp;
     solo_params.no_prefix_caching = true;
-    pagoda_model *m = load(path, &solo_params);
+    pagoda_model *m = test_engine_load(path, &solo_params);
     if (!m) return test_finish();
     int longest = 0;
     for (int i = 0; i < N_PROMPTS; i++) {

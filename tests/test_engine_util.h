@@ -1,10 +1,18 @@
-/* tests/test_engine_util.h - shared by the engine tests: step an engine until every request has
- * finished, collecting each request's generated token ids (sample 0 of each). Header-only. */
+/* tests/test_engine_util.h - shared by the engine tests: load a model, and step an engine until every
+ * request has finished, collecting each request's generated token ids (sample 0 of each).
+ * Header-only. */
 #ifndef PAGODA_TEST_ENGINE_UTIL_H
 #define PAGODA_TEST_ENGINE_UTIL_H
 
 #include "pagoda.h"
 #include "testlib.h"
+
+/* Loads a model, recording a failed check (with the loader's message) when it cannot. */
+static inline pagoda_model *test_engine_load(const char *path, const pagoda_model_params *p) {
+    pagoda_model *m = NULL;
+    CHECK_MSG(pagoda_model_load(path, p, &m) == PAGODA_OK, "load: %s", pagoda_last_error());
+    return m;
+}
 
 /* Steps m until nothing is left; out[i][0 .. n_out[i]) gets the tokens of request rid[i] (at most
  * cap each; n_out[i] must start at 0). */

@@ -34,14 +34,7 @@
 
 #include "../../src/backend/cuda/flash_fwd.cu" /* defines: flash_fwd_kernel, fwd_params, launch_cfg */
 
-#define CUDA_CHECK(...)                                                                            \
-    do {                                                                                           \
-        cudaError_t e_ = (__VA_ARGS__);                                                                    \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));             \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "dev_common.cuh" /* defines: CUDA_CHECK, fill_uniform */
 
 /* version 1: one warp per (row, head); each lane owns head_dim / 32 output columns. */
 __global__ void attention_naive_kernel(const fwd_params p, int D, int n_k_max) {
@@ -104,14 +97,6 @@ static void run_version(int version, const fwd_params &p, int n_k_max) {
 static float bf2f(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 enum { N_VERSIONS = 9 };
-
-__global__ void fill_uniform(__nv_bfloat16 *x, size_t n, uint32_t seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
-        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
-        x[i] = __float2bfloat16((float)(h >> 8) * (2.f / 16777216.f) - 1.f);
-    }
-}
 
 int main(int argc, char **argv) {
     int check_only = 0, only = 0;

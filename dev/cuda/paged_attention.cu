@@ -31,14 +31,7 @@
 
 #include "../../src/backend/cuda/flash_fwd.cu" /* defines: launch_cfg, fwd_params */
 
-#define CUDA_CHECK(...)                                                                            \
-    do {                                                                                           \
-        cudaError_t e_ = (__VA_ARGS__);                                                            \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));             \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "dev_common.cuh" /* defines: CUDA_CHECK, fill_uniform */
 
 typedef __nv_bfloat16 T;
 enum { H = 32, HKV = 8, D = 128, BS = 16 };
@@ -152,14 +145,6 @@ static int version_splits(int ver, const setup &su) {
         return p.n_splits;
     }
     return 1;
-}
-
-__global__ void fill_uniform(T *x, size_t n, uint32_t seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
-        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
-        x[i] = __float2bfloat16((float)(h >> 8) * (2.f / 16777216.f) - 1.f);
-    }
 }
 
 /* A decode batch: lens[s] keys per sequence in a cache whose blocks are handed out shuffled. */

@@ -151,11 +151,9 @@ typedef struct matmul_job {
     int64_t t0;       /* integer path: first token of the current piece */
     int64_t n_piece;  /* integer path: tokens in the current piece */
     cpu_isa isa;
-    cpu_expand_fn expand;
-    cpu_qdot_rows_fn fused; /* few-token kernel, or NULL */
     bool piece_fused; /* integer path: the current piece takes the fused kernel */
-    /* integer path: the matrices (w, y, expand, fused above are part 0's), their row tiles in one
-     * numbering that the threads split, so several products of one input take one pool round */
+    /* integer path: the matrices (w, y above are part 0's), their row tiles in one numbering that
+     * the threads split, so several products of one input take one pool round */
     matmul_part parts[MATMUL_MAX_PARTS];
     int n_parts;
     int64_t n_tiles;
@@ -462,14 +460,13 @@ void cpu_matmul_many(backend *be, int n, const backend_matrix *const *w, const f
 static void matmul_one(cpu_backend *cpu, const backend_matrix *w, const float *x, float *y, int64_t n_tokens,
                        const uint8_t *decode_rows) {
     cpu_matmul_scratch *mm = cpu->mm;
-    matmul_job job = {.mm = mm, .w = w, .x = x, .y = y, .n_tokens = n_tokens, .isa = current_isa(),
-                      .expand = cpu_expand_get(w->type), .fused = cpu_qdot_rows_get(w->type)};
+    matmul_job job = {.mm = mm, .w = w, .x = x, .y = y, .n_tokens = n_tokens, .isa = current_isa()};
     if (n_tokens <= 0 || w->n_rows <= 0) return;
     if (w->n_cols > mm->max_cols) {
         threadpool_run(cpu->pool, matmul_stream_thread, &job);
         return;
     }
-    if (!job.expand || cpu->exact) {
+    if (!cpu_expand_get(w->type) || cpu->exact) {
         if (w->type == DTYPE_BF16 && job.isa == CPU_ISA_AVX512 && mm->x_bf16 && !cpu->exact)
             cpu_matmul_bf16_avx512(cpu->pool, w, x, y, n_tokens, mm->x_bf16, mm->max_tokens);
         else
